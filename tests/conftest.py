@@ -1,0 +1,5 @@
+"""Fixtures shared by every test directory live in tests/fixtures/."""
+
+pytest_plugins = [
+    "fixtures.tools",
+]
