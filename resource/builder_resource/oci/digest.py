@@ -91,3 +91,34 @@ class VerifyingReader:
 
     def close(self) -> None:
         self._raw.close()
+
+
+class HashingWriter:
+    """A write-only stream that hashes and counts what goes through it to ``target``."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self._target = target
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        self._target.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def close(self) -> None:
+        self._target.close()
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+    def __enter__(self) -> HashingWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._target.close()

@@ -1,5 +1,35 @@
 """Where versions live: an OCI registry over HTTP or an OCI image-layout directory.
 
-Both speak the same small interface (:class:`Store`); nothing here knows of builds
-or of Concourse.
+Both speak the same small interface (:class:`~.base.Store`); nothing here knows of
+builds or of Concourse.
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .base import Store
+
+
+def open_store(
+    repository: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    insecure: bool = False,
+    ca_certs: Sequence[str] = (),
+) -> Store:
+    """A layout store for an absolute path or ``file://`` URL, else a registry store."""
+    if repository.startswith(("/", "file://")):
+        from .layout import LayoutStore
+
+        return LayoutStore(repository)
+    from .registry import RegistryStore  # imported only when needed: it pulls in requests
+
+    return RegistryStore(
+        repository,
+        username=username,
+        password=password,
+        insecure=insecure,
+        ca_certs=list(ca_certs),
+    )

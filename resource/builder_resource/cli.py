@@ -1,0 +1,104 @@
+"""The process boundary, as thin as Concourse's own resources keep it.
+
+Read stdin to EOF, argv and the environment; call one step; print one JSON value
+on stdout. Everything else goes to stderr. An expected failure is one line
+``error: ...`` and exit 1; a traceback only with ``source.debug: true``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+USAGE = "usage: python -m builder_resource check | in <dir> | out <dir>"
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("check", "in", "out"):
+        sys.stderr.write(USAGE + "\n")
+        return 2
+    step = argv[0]
+    debug = False
+    try:
+        payload = _read_stdin()
+        debug = _wants_debug(payload)
+        _configure_logging(debug)
+        result = _dispatch(step, argv[1:], payload)
+    except Exception as e:  # noqa: BLE001 - the one place every failure is reported
+        return _report(e, debug)
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def _dispatch(step: str, args: list[str], payload: Any) -> Any:
+    # Steps are imported on demand: check must not pay for what put needs.
+    from .errors import ConfigError
+
+    env = dict(os.environ)
+    if step == "check":
+        from . import check
+
+        return check.run(payload, env)
+    if len(args) != 1:
+        raise ConfigError(f"{step}: expected one argument, the directory (got {len(args)})")
+    directory = Path(args[0])
+    run: Callable[[Any, Path, dict[str, str]], Any]
+    if step == "in":
+        from . import get
+
+        run = get.run
+    else:
+        from . import put
+
+        run = put.run
+    return run(payload, directory, env)
+
+
+def _read_stdin() -> Any:
+    from .errors import ConfigError
+
+    text = sys.stdin.read()
+    if not text.strip():
+        raise ConfigError("request: stdin is empty (expected a JSON object)")
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"request: stdin is not valid JSON ({e})") from None
+
+
+def _wants_debug(payload: Any) -> bool:
+    source = payload.get("source") if isinstance(payload, dict) else None
+    return isinstance(source, dict) and source.get("debug") is True
+
+
+def _configure_logging(debug: bool) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(message)s",
+    )
+    # Third-party chatter (urllib3 connection logs) only when asked for.
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+def _report(error: Exception, debug: bool) -> int:
+    from .errors import ResourceError
+
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    if isinstance(error, ResourceError):
+        message = str(error)
+    else:
+        message = f"internal error: {error!r}"
+        if not debug:
+            message += " (set source.debug: true for a traceback)"
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    return 1

@@ -1,0 +1,190 @@
+"""The pipeline's configuration, as pydantic models, and the three requests.
+
+Parsing is pure: it turns the JSON that Concourse sends into models, or raises a
+:class:`ConfigError` whose message names the offending key by its path
+(``source.repository: field required``). Values are never echoed back, since
+``source`` holds credentials.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+DIGEST = r"^sha256:[0-9a-f]{64}$"
+# A tag as the distribution spec allows it.
+TAG = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
+
+M = TypeVar("M", bound=BaseModel)
+
+Tag = Annotated[str, StringConstraints(pattern=TAG)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RegistryCredential(Model):
+    """Credentials for a registry the build pulls from (``FROM``)."""
+
+    host: str
+    username: str
+    password: SecretStr
+
+
+class Source(Model):
+    repository: Annotated[str, StringConstraints(min_length=1)]
+    username: str | None = None
+    password: SecretStr | None = None
+    insecure: bool = False
+    ca_certs: list[str] = Field(default_factory=list)
+    registries: list[RegistryCredential] = Field(default_factory=list)
+    command: str = "make release"
+    output: str = "release"
+    images: list[str] = Field(default_factory=list)
+    builder: Literal["img", "buildah"] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    tag_regex: str | None = None
+    debug: bool = False
+
+    @field_validator("tag_regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise ValueError(f"not a valid regular expression: {e}") from None
+        return value
+
+    @field_validator("output")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        return relative_path(value)
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Source:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+    @property
+    def is_local(self) -> bool:
+        return self.repository.startswith(("/", "file://"))
+
+
+class Version(Model):
+    tag: Tag
+    digest: Annotated[str, StringConstraints(pattern=DIGEST)]
+
+    def to_json(self) -> dict[str, str]:
+        return {"tag": self.tag, "digest": self.digest}
+
+
+class PutParams(Model):
+    context: str
+    command: str | None = None
+    output: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    version: Tag | None = None
+    version_file: str | None = None
+
+    @field_validator("output")
+    @classmethod
+    def _relative(cls, value: str | None) -> str | None:
+        return None if value is None else relative_path(value)
+
+    @model_validator(mode="after")
+    def _one_version(self) -> PutParams:
+        if self.version is not None and self.version_file is not None:
+            raise ValueError("give version or version_file, not both")
+        return self
+
+
+class GetParams(Model):
+    rootfs: bool | list[str] = False
+    format: Literal["docker", "oci", "oci-layout"] = "docker"
+    images: list[str] | None = None
+    skip_download: bool = False
+
+
+class CheckRequest(Model):
+    source: Source
+    version: Version | None = None
+
+
+class InRequest(Model):
+    source: Source
+    version: Version
+    params: GetParams = Field(default_factory=GetParams)
+
+
+class OutRequest(Model):
+    source: Source
+    params: PutParams
+
+
+def relative_path(value: str) -> str:
+    """Paths the user gives must stay inside the directory they are relative to."""
+    parts = [p for p in value.split("/") if p not in ("", ".")]
+    if value.startswith("/") or ".." in parts or not parts:
+        raise ValueError("must be a relative path inside the context, without '..'")
+    return "/".join(parts)
+
+
+def parse_request(model: type[M], payload: Any) -> M:
+    """Validate a request; ``source: null`` and absent params count as ``{}``."""
+    if not isinstance(payload, dict):
+        raise ConfigError("request: expected a JSON object on stdin")
+    data = dict(payload)
+    if data.get("source") is None:
+        data["source"] = {}
+    if "params" in model.model_fields and data.get("params") is None:
+        data["params"] = {}  # Concourse omits empty params
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(describe(e)) from None
+
+
+def describe(error: ValidationError) -> str:
+    """One line per problem, each naming the key by its path, never its value."""
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        path = ".".join(str(p) for p in item["loc"] if not _is_union_tag(p))
+        lines.append(f"{path or 'request'}: {_message(item)}")
+    return "; ".join(dict.fromkeys(lines))
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and (
+        "[" in part or part in {"str", "bool", "list", "constrained-str"}
+    )
+
+
+def _message(item: dict[str, Any]) -> str:
+    kind = item["type"]
+    if kind == "missing":
+        return "field required"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "string_pattern_mismatch":
+        pattern = item.get("ctx", {}).get("pattern", "")
+        return f"does not match {pattern}"
+    message = str(item["msg"])
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return message[:1].lower() + message[1:]

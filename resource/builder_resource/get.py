@@ -1,0 +1,122 @@
+"""get (``in``): write a version into the destination. Orchestration only.
+
+Everything is written into a staging folder inside the destination and moved into
+place at the end, so a failed get leaves nothing half-written. Nothing written
+depends on when or where get ran: Concourse caches gets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from functools import partial
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .config import GetParams, InRequest, parse_request
+from .errors import ConfigError, NotFoundError
+from .oci.archive_write import write_image
+from .oci.descriptor import Descriptor
+from .oci.manifest import ImageManifest, image_config_summary
+from .oci.rootfs import apply_layers
+from .release import FILES_ROOT, StoredImage, StoredRelease, decode
+from .store import Store
+from .stores import store_for
+
+log = logging.getLogger(__name__)
+
+
+def run(payload: Any, destination: Path, env: dict[str, str]) -> dict[str, Any]:
+    request = parse_request(InRequest, payload)
+    version, params = request.version, request.params
+    store = store_for(request.source, env)
+    try:
+        raw, _ = store.get_manifest(version.digest)
+    except NotFoundError:
+        raise NotFoundError(
+            f"version {version.tag} ({version.digest}) no longer exists in {store.location}"
+        ) from None
+    release = decode(raw)
+    selected = _select(release, params)
+
+    destination.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".get-", dir=destination))
+    try:
+        (staging / "tag").write_text(version.tag)
+        (staging / "digest").write_text(version.digest)
+        if not params.skip_download:
+            _write_files(store, release, staging)
+            for image, with_rootfs in selected:
+                _write_image(store, image, staging, params.format, with_rootfs)
+        for child in sorted(staging.iterdir()):
+            target = destination / child.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(child, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    metadata = [{"name": "tag", "value": version.tag}]
+    metadata += [{"name": f"image {i.name}", "value": i.descriptor.digest} for i in release.images]
+    return {"version": version.to_json(), "metadata": metadata}
+
+
+def _select(release: StoredRelease, params: GetParams) -> list[tuple[StoredImage, bool]]:
+    """The images to write, each with whether its rootfs is wanted."""
+    by_name = {image.name: image for image in release.images}
+    available = ", ".join(sorted(by_name)) or "none"
+    wanted = params.images if params.images is not None else list(by_name)
+    rootfs = params.rootfs
+    rootfs_names = set(by_name) if rootfs is True else set(rootfs or [])
+    for key, names in (("params.images", wanted), ("params.rootfs", rootfs_names)):
+        unknown = sorted(set(names) - set(by_name))
+        if unknown:
+            raise ConfigError(f"{key}: no image {', '.join(unknown)} in this version ({available})")
+    names = list(dict.fromkeys([*wanted, *sorted(rootfs_names)]))
+    return [(by_name[name], name in rootfs_names) for name in names]
+
+
+def _opener(store: Store) -> Callable[[Descriptor], AbstractContextManager[BinaryIO]]:
+    return lambda d: store.open_blob(d.digest, d.size)
+
+
+def _manifest(store: Store, descriptor: Descriptor) -> ImageManifest:
+    raw, media_type = store.get_manifest(descriptor.digest)
+    return ImageManifest.parse(raw, media_type)
+
+
+def _write_files(store: Store, release: StoredRelease, staging: Path) -> None:
+    """Unpack the files artifact: it holds the output directory as ``release/``."""
+    manifest = _manifest(store, release.files)
+    open_blob = _opener(store)
+    apply_layers([partial(open_blob, layer) for layer in manifest.layers], staging)
+    (staging / FILES_ROOT).mkdir(exist_ok=True)
+
+
+def _write_image(
+    store: Store, image: StoredImage, staging: Path, fmt: str, with_rootfs: bool
+) -> None:
+    manifest = _manifest(store, image.descriptor)
+    open_blob = _opener(store)
+    archive = staging / FILES_ROOT / image.path
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    log.info("writing image %s (%s) as %s", image.name, image.descriptor.digest, fmt)
+    write_image(archive, fmt, manifest, open_blob, image.repo_tags)
+
+    folder = staging / "images" / image.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "digest").write_text(image.descriptor.digest)
+    (folder / "ref").write_text(f"{store.location}@{image.descriptor.digest}")
+    if with_rootfs:
+        log.info("applying %d layers of %s", len(manifest.layers), image.name)
+        (folder / "rootfs").mkdir()
+        apply_layers([partial(open_blob, layer) for layer in manifest.layers], folder / "rootfs")
+        with open_blob(manifest.config) as reader:
+            summary = image_config_summary(reader.read())
+        metadata = {"env": summary["env"], "user": summary["user"]}
+        (folder / "metadata.json").write_text(json.dumps(metadata))

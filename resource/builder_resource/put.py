@@ -1,0 +1,162 @@
+"""put (``out``): build, collect, publish one version. Orchestration only."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import release as rel
+from .build import git
+from .build.builders import choose_builder
+from .build.collect import collect
+from .build.command import run_build_command
+from .build.environment import build_environment
+from .config import OutRequest, PutParams, Source, Tag, parse_request
+from .errors import ConfigError, StoreError
+from .oci.manifest import image_config_summary
+from .oci.prepare import prepare_image
+from .publish import publish
+from .store import Store
+from .stores import store_for
+
+log = logging.getLogger(__name__)
+
+BUILD_ANNOTATIONS = {
+    "BUILD_TEAM_NAME": f"{rel.PREFIX}.build.team",
+    "BUILD_PIPELINE_NAME": f"{rel.PREFIX}.build.pipeline",
+    "BUILD_JOB_NAME": f"{rel.PREFIX}.build.job",
+    "BUILD_NAME": f"{rel.PREFIX}.build.name",
+    "BUILD_URL": f"{rel.PREFIX}.build.url",
+}
+
+
+def run(payload: Any, sources: Path, env: dict[str, str]) -> dict[str, Any]:
+    request = parse_request(OutRequest, payload)
+    source, params = request.source, request.params
+    context = _context(sources, params.context)
+    now = datetime.now(UTC)
+    revision = git.revision(context)
+    tag = _tag(sources, params, now, revision)
+    store = store_for(source, env)
+    _refuse_existing(store, tag)
+
+    builder = choose_builder(source.builder)
+    build_env = build_environment(env, builder, {**source.env, **params.env})
+    run_build_command(params.command or source.command, context, build_env)
+
+    output = context / (params.output or source.output)
+    for reference in source.images:
+        destination = output / f"{_last_component(reference)}.tar"
+        output.mkdir(parents=True, exist_ok=True)
+        log.info("saving %s to %s", reference, destination.relative_to(context))
+        builder.save_image(reference, destination, build_env)
+
+    with tempfile.TemporaryDirectory(prefix="builder-put-") as scratch:
+        collected = collect(output, Path(scratch))
+        images = []
+        for found in collected.images:
+            prepared = prepare_image(found.image, Path(scratch))
+            summary = _config_summary(prepared, found.path)
+            platform = {"os": summary["os"], "architecture": summary["architecture"]}
+            if summary["variant"]:
+                platform["variant"] = summary["variant"]
+            images.append(
+                rel.ReleaseImage(found.name, found.path, prepared, found.image.repo_tags, platform)
+            )
+        release = rel.Release(
+            tuple(images),
+            collected.files,
+            _annotations(tag, now, revision, context, env),
+        )
+        encoded = rel.encode(release)
+        digest = publish(store, encoded, tag)
+
+    log.info("published %s@%s as %s", store.location, digest, tag)
+    metadata = [{"name": "tag", "value": tag}]
+    metadata += [{"name": f"image {i.name}", "value": i.image.manifest_digest} for i in images]
+    metadata += [
+        {"name": "files", "value": str(collected.files.count)},
+        {"name": "files bytes", "value": str(collected.files.size)},
+        {"name": "builder", "value": builder.name},
+    ]
+    if revision:
+        metadata.append({"name": "revision", "value": revision})
+    return {"version": {"tag": tag, "digest": digest}, "metadata": metadata}
+
+
+def _context(sources: Path, relative: str) -> Path:
+    context = (sources / relative).resolve()
+    if not context.is_dir():
+        raise ConfigError(f"params.context: {relative} is not a directory in {sources}")
+    return context
+
+
+def _tag(sources: Path, params: PutParams, now: datetime, revision: str | None) -> str:
+    if params.version:
+        return params.version
+    if params.version_file:
+        path = sources / params.version_file
+        try:
+            text = path.read_text().strip()
+        except OSError as e:
+            raise ConfigError(
+                f"params.version_file: cannot read {params.version_file}: {e}"
+            ) from None
+        from pydantic import TypeAdapter, ValidationError
+
+        try:
+            return TypeAdapter(Tag).validate_python(text)
+        except ValidationError:
+            raise ConfigError(
+                f"params.version_file: {params.version_file} holds {text[:60]!r}, not a valid tag"
+            ) from None
+    from .versions import default_tag
+
+    return default_tag(now, revision)
+
+
+def _refuse_existing(store: Store, tag: str) -> None:
+    existing = store.resolve_tag(tag)
+    if existing is not None:
+        raise StoreError(
+            f"version {tag} already exists in {store.location} ({existing}); versions are "
+            "immutable: give a new version, or leave version unset for a time-ordered tag"
+        )
+
+
+def _last_component(reference: str) -> str:
+    """``localhost/team/app:1.0`` -> ``app``; ``app@sha256:...`` -> ``app``."""
+    name = reference.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+def _config_summary(image: Any, where: str) -> dict[str, Any]:
+    with image.config.open() as f:
+        return image_config_summary(f.read(16 << 20))
+
+
+def _annotations(
+    tag: str, now: datetime, revision: str | None, context: Path, env: dict[str, str]
+) -> dict[str, str]:
+    out = {
+        "org.opencontainers.image.created": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "org.opencontainers.image.version": tag,
+    }
+    if revision:
+        out["org.opencontainers.image.revision"] = revision
+    url = git.source_url(context)
+    if url:
+        out["org.opencontainers.image.source"] = url
+    for variable, key in BUILD_ANNOTATIONS.items():
+        if env.get(variable):
+            out[key] = env[variable]
+    if "BUILD_URL" not in env and env.get("ATC_EXTERNAL_URL") and env.get("BUILD_ID"):
+        out[BUILD_ANNOTATIONS["BUILD_URL"]] = f"{env['ATC_EXTERNAL_URL']}/builds/{env['BUILD_ID']}"
+    return out
+
+
+__all__ = ["Source", "run"]

@@ -1,0 +1,21 @@
+"""The store a source names, with its credentials and trusted CAs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .config import Source
+from .store import Store, open_store
+
+
+def store_for(source: Source, env: Mapping[str, str]) -> Store:
+    ca_certs = list(source.ca_certs)
+    if env.get("LOCAL_CA_CERTIFICATE"):
+        ca_certs.append(env["LOCAL_CA_CERTIFICATE"])
+    return open_store(
+        source.repository,
+        username=source.username,
+        password=source.password.get_secret_value() if source.password else None,
+        insecure=source.insecure,
+        ca_certs=ca_certs,
+    )
