@@ -94,8 +94,13 @@ def _write_files(store: Store, release: StoredRelease, staging: Path) -> None:
     """Unpack the files artifact: it holds the output directory as ``release/``."""
     manifest = _manifest(store, release.files)
     open_blob = _opener(store)
-    apply_layers([partial(open_blob, layer) for layer in manifest.layers], staging)
-    (staging / FILES_ROOT).mkdir(exist_ok=True)
+    unpacked = staging / ".files"
+    apply_layers([partial(open_blob, layer) for layer in manifest.layers], unpacked)
+    if (unpacked / FILES_ROOT).is_dir():
+        os.replace(unpacked / FILES_ROOT, staging / FILES_ROOT)
+    else:
+        (staging / FILES_ROOT).mkdir()
+    shutil.rmtree(unpacked)
 
 
 def _write_image(
@@ -114,7 +119,6 @@ def _write_image(
     (folder / "ref").write_text(f"{store.location}@{image.descriptor.digest}")
     if with_rootfs:
         log.info("applying %d layers of %s", len(manifest.layers), image.name)
-        (folder / "rootfs").mkdir()
         apply_layers([partial(open_blob, layer) for layer in manifest.layers], folder / "rootfs")
         with open_blob(manifest.config) as reader:
             summary = image_config_summary(reader.read())
