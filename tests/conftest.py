@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "fixtures.tools",
+    "fixtures.registry",
     "fixtures.concourse",
 ]
