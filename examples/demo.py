@@ -26,6 +26,8 @@ def step(name: str, request: dict, directory: Path | None = None) -> dict | list
         "BUILD_PIPELINE_NAME": "hello",
         "BUILD_TEAM_NAME": "main",
     }
+    if directory:
+        directory.mkdir(parents=True, exist_ok=True)
     print(f"\n$ {SCRIPTS.relative_to(ROOT) / name} {directory or ''}  <<< {json.dumps(request)}")
     done = subprocess.run(
         args,
@@ -67,8 +69,8 @@ def main() -> None:
     print(f"\nget wrote {get_dir}:")
     for path in sorted(get_dir.rglob("*")):
         rel = path.relative_to(get_dir)
-        if "rootfs" in rel.parts[3:]:
-            continue  # one level of each rootfs is enough to show
+        if rel.parts[2:3] == ("rootfs",) and len(rel.parts) > 4:
+            continue  # two levels of each rootfs are enough to show
         kind = "->" + str(path.readlink()) if path.is_symlink() else "/" if path.is_dir() else ""
         size = "" if path.is_dir() or path.is_symlink() else f"  {path.stat().st_size} bytes"
         print(f"  {rel}{kind}{size}")
