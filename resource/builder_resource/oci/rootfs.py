@@ -1,0 +1,720 @@
+"""Applying image layers to a root filesystem: safely, and with umoci's results.
+
+Python's ``tarfile`` extraction filters do not fit (they either break real images
+or let hardlinks escape, and know nothing of whiteouts), so each tar member is
+handled here by hand, following umoci's ``oci/layer/tar_extract.go``:
+
+- Member names are cleaned lexically; absolute names and ``..`` stay inside the
+  root (``/../etc/x`` is ``etc/x``), as in umoci and containerd.
+- Parent directories are resolved inside the root component by component, the
+  way ``securejoin`` does: symlinks are followed, but an absolute target starts
+  again at the root and ``..`` stops at it. The final component is never
+  followed: whatever is there is replaced (unlinked; a directory is removed with
+  its tree), except that a directory over a directory keeps it and updates its
+  attributes.
+- Symlinks are created verbatim. A hardlink's target is resolved the same way
+  (the target's own final component is not followed) and must exist and must
+  not be a directory.
+- ``.wh.<name>`` removes ``<name>`` from lower layers and ``<dir>/.wh..wh..opq``
+  the lower children of ``<dir>``, wherever it appears; neither touches a path
+  this layer wrote (nor an ancestor of one). Malformed whiteouts are refused.
+- Ownership is applied only when privileged (euid 0 by default), before the mode
+  (``lchown`` clears setuid bits). Unprivileged, device nodes become empty mode-0
+  files, as with ``umoci unpack --rootless``. ``SCHILY.xattr.*`` records are
+  applied best-effort. Directory mtimes are set last.
+
+Every path handed to the kernel is ``<root>/<resolved parent>/<name>``, where each
+component of the resolved parent was checked to be a real directory. Only this
+code writes into the root while it runs, and every removal of a directory or a
+symlink drops the cache of resolved parents, so that check stays true.
+
+Anything refused raises :class:`~builder_resource.errors.ImageError` naming the
+layer (counted from 0) and the entry; :func:`apply_layers` then empties the root.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import os
+import stat
+import tarfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import ImageError
+from .compression import decompressing_reader
+
+log = logging.getLogger(__name__)
+
+LayerOpener = Callable[[], AbstractContextManager[BinaryIO]]
+
+CHUNK = 1 << 20
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_WHITEOUT = ".wh..wh..opq"
+#: As umoci: never copied from a layer (the host's labels, NFSv4 ACLs).
+IGNORED_XATTRS = frozenset({"security.selinux", "system.nfs4_acl"})
+XATTR_PREFIX = "SCHILY.xattr."
+MAX_SYMLINKS = 255
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _Refused(Exception):
+    """An entry this module will not apply; becomes an ImageError with context."""
+
+
+def apply_layers(
+    layers: Iterable[LayerOpener] | Iterable[BinaryIO],
+    root: Path | str,
+    *,
+    privileged: bool | None = None,
+) -> None:
+    """Apply ``layers`` in order onto ``root``, which must be missing or empty.
+
+    Each layer is either a zero-argument callable returning a context manager of
+    the (possibly compressed) blob's stream, opened only when its turn comes, or
+    such a stream itself. Every stream is read to its end, so a
+    :class:`~builder_resource.oci.digest.VerifyingReader` gets to check it.
+    ``privileged`` (default: euid is 0) decides whether ownership and device nodes
+    are applied. On any error the root is emptied again (and removed if this call
+    created it): nothing half-applied is left behind.
+    """
+    root = Path(root)
+    created = False
+    try:
+        os.mkdir(root, 0o755)
+        created = True
+    except FileExistsError:
+        st = os.lstat(root)
+        if not stat.S_ISDIR(st.st_mode):
+            raise ValueError(f"rootfs target {root} exists and is not a directory") from None
+        with os.scandir(root) as it:
+            if next(it, None) is not None:
+                raise ValueError(f"rootfs target {root} is not empty") from None
+    applier = LayerApplier(root, privileged=privileged)
+    try:
+        for index, layer in enumerate(layers):
+            if callable(layer) and not hasattr(layer, "read"):
+                with layer() as stream:
+                    applier.apply(stream, index)
+            else:
+                applier.apply(layer, index)  # type: ignore[arg-type]
+        applier.finish()
+    except BaseException:
+        applier.discard(remove_root=created)
+        raise
+
+
+def apply_layer(
+    stream: BinaryIO, root: Path | str, *, index: int = 0, privileged: bool | None = None
+) -> None:
+    """Apply one layer blob onto an existing ``root``: the lower layers are what is
+    already there. On error the root is left as it is; the caller discards it.
+    Prefer :func:`apply_layers`, which also keeps directories writable for an
+    unprivileged caller until the last layer is in."""
+    applier = LayerApplier(Path(root), privileged=privileged)
+    applier.apply(stream, index)
+    applier.finish()
+
+
+class LayerApplier:
+    """Applies layers one after another onto one root, remembering what the next
+    layers need: which parents are resolved, and which directory attributes are
+    still to be set."""
+
+    def __init__(self, root: Path, *, privileged: bool | None = None) -> None:
+        self._root = os.path.abspath(root)
+        if not os.path.isdir(self._root):
+            raise ValueError(f"rootfs target {root} is not a directory")
+        self._privileged = os.geteuid() == 0 if privileged is None else privileged
+        #: cleaned member parent path -> resolved real path, both root-relative
+        self._resolved: dict[str, str] = {"": ""}
+        #: resolved dir path -> (mode still to set or None, atime ns, mtime ns)
+        self._dir_attrs: dict[str, tuple[int | None, int, int]] = {}
+        #: paths this layer wrote, and their ancestors (resolved, root-relative)
+        self._upper: set[str] = set()
+        self._warned: set[str] = set()
+        self._layer = 0
+        self._placeholders = 0
+
+    # --- layers ---------------------------------------------------------------
+
+    def apply(self, stream: BinaryIO, index: int) -> None:
+        """Apply one (possibly compressed) layer blob, then read it to its end."""
+        self._layer = index
+        self._upper = set()
+        self._placeholders = 0
+        raw = (
+            stream
+            if isinstance(stream, io.BufferedReader)
+            else io.BufferedReader(_RawReader(stream), CHUNK)
+        )
+        entries = 0
+        try:
+            data = decompressing_reader(raw)
+            tar = _open_tar(data)
+            if tar is not None:
+                while True:
+                    member = tar.next()
+                    if member is None:
+                        break
+                    tar.members.clear()  # tarfile keeps every header otherwise
+                    entries += 1
+                    self._entry(member, tar)
+            # Read both streams to the end: the decompressor checks its trailer and
+            # a verifying reader checks the digest only at EOF.
+            while data.read(CHUNK):
+                pass
+            if raw.read(CHUNK):
+                raise ImageError(f"layer {index}: data after the end of the compressed stream")
+        except ImageError:
+            raise
+        except tarfile.TarError as e:
+            raise ImageError(f"layer {index}: not a valid tar stream: {e}") from e
+        except _CORRUPT as e:
+            raise ImageError(f"layer {index}: corrupt layer data: {e}") from e
+        if self._placeholders:
+            log.warning(
+                "layer %d: not privileged: %d device node(s) written as empty mode-0 files",
+                index,
+                self._placeholders,
+            )
+        log.debug("layer %d: applied %d entries", index, entries)
+
+    def finish(self) -> None:
+        """Set the directory attributes left for last: mtimes (entries written into a
+        directory change it) and, unprivileged, modes that would have locked us out."""
+        for rel, (mode, atime, mtime) in sorted(
+            self._dir_attrs.items(), key=lambda kv: kv[0].count("/") + bool(kv[0]), reverse=True
+        ):
+            full = self._full(rel)
+            try:
+                if mode is not None:
+                    fd = os.open(full, _DIR_FLAGS)
+                    try:
+                        os.fchmod(fd, mode)
+                        os.utime(fd, ns=(atime, mtime))
+                    finally:
+                        os.close(fd)
+                else:
+                    os.utime(full, ns=(atime, mtime), follow_symlinks=False)
+            except OSError as e:
+                raise ImageError(f"setting attributes of directory /{rel}: {e}") from e
+        self._dir_attrs.clear()
+
+    def discard(self, *, remove_root: bool) -> None:
+        """Remove everything under the root (and the root, if asked): a failed
+        apply leaves nothing behind."""
+        try:
+            with _scandir(self._root) as it:
+                children = list(it)
+            for child in children:
+                if child.is_dir(follow_symlinks=False):
+                    self._rmtree(child.name, child.path)
+                else:
+                    _unlink(child.path)
+            if remove_root:
+                os.rmdir(self._root)
+        except OSError:
+            log.exception("could not clean up %s after a failed layer", self._root)
+
+    # --- entries --------------------------------------------------------------
+
+    def _entry(self, m: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        try:
+            self._apply_entry(m, tar)
+        except _Refused as e:
+            raise ImageError(f"layer {self._layer}: refusing entry {m.name!r}: {e}") from None
+        except (OSError, ValueError, OverflowError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise ImageError(f"layer {self._layer}: entry {m.name!r}: {reason}") from e
+
+    def _apply_entry(self, m: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        parts = _clean(m.name)
+        if not parts:
+            if m.type != tarfile.DIRTYPE:
+                raise _Refused("it would change the type of the root directory")
+            self._dir_metadata(m, "", self._root, existed=True)
+            return
+        name = parts[-1]
+        for part in parts[:-1]:
+            if part.startswith(WHITEOUT_PREFIX):
+                raise _Refused(f"whiteout name {part!r} used as a directory")
+        if name.startswith(WHITEOUT_PREFIX):
+            self._whiteout(parts)
+            return
+        parent = self._resolve(parts[:-1], create=True)
+        assert parent is not None
+        rel = f"{parent}/{name}" if parent else name
+        full = f"{self._root}/{rel}"
+        kind = m.type
+        if kind in _REGULAR:
+            self._regular(m, tar, rel, full)
+        elif kind == tarfile.DIRTYPE:
+            self._directory(m, rel, full)
+            self._resolved["/".join(parts)] = rel
+        elif kind == tarfile.SYMTYPE:
+            self._symlink(m, rel, full)
+        elif kind == tarfile.LNKTYPE:
+            self._hardlink(m, rel, full)
+        elif kind in (tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE):
+            self._special(m, rel, full)
+        else:
+            raise _Refused(f"unsupported tar entry type {kind!r}")
+        upper = self._upper
+        while rel and rel not in upper:
+            upper.add(rel)
+            rel = rel.rpartition("/")[0]
+
+    def _regular(self, m: tarfile.TarInfo, tar: tarfile.TarFile, rel: str, full: str) -> None:
+        fd = self._create_file(rel, full)
+        try:
+            if m.size:
+                src = tar.extractfile(m)
+                assert src is not None
+                read = src.read
+                while True:
+                    buf = read(CHUNK)
+                    if not buf:
+                        break
+                    view = memoryview(buf)
+                    while view:
+                        view = view[os.write(fd, view) :]
+            self._metadata_fd(fd, m)
+        finally:
+            os.close(fd)
+
+    def _directory(self, m: tarfile.TarInfo, rel: str, full: str) -> None:
+        existed = False
+        try:
+            os.mkdir(full, 0o700)
+        except FileExistsError:
+            st = os.lstat(full)
+            if stat.S_ISDIR(st.st_mode):
+                existed = True
+            else:
+                self._clear(rel, full, st)
+                os.mkdir(full, 0o700)
+        self._dir_metadata(m, rel, full, existed=existed)
+
+    def _symlink(self, m: tarfile.TarInfo, rel: str, full: str) -> None:
+        try:
+            os.symlink(m.linkname, full)
+        except FileExistsError:
+            self._clear(rel, full, os.lstat(full))
+            os.symlink(m.linkname, full)
+        if self._privileged:
+            self._chown(full, m, follow_symlinks=False)
+        self._set_xattrs(full, m, follow_symlinks=False)
+        os.utime(full, ns=_times(m), follow_symlinks=False)
+
+    def _hardlink(self, m: tarfile.TarInfo, rel: str, full: str) -> None:
+        target_parts = _clean(m.linkname)
+        if not target_parts:
+            raise _Refused("hardlink to the root directory")
+        target_parent = self._resolve(target_parts[:-1], create=False)
+        if target_parent is None:
+            raise _Refused(f"hardlink target {m.linkname!r} does not exist in the root")
+        target_rel = f"{target_parent}/{target_parts[-1]}" if target_parent else target_parts[-1]
+        target = f"{self._root}/{target_rel}"
+        try:
+            target_st = os.lstat(target)
+        except (FileNotFoundError, NotADirectoryError):
+            raise _Refused(f"hardlink target {m.linkname!r} does not exist in the root") from None
+        if stat.S_ISDIR(target_st.st_mode):
+            raise _Refused(f"hardlink to a directory ({m.linkname!r})")
+        if target_rel == rel:
+            raise _Refused("hardlink to itself")
+        try:
+            os.link(target, full, follow_symlinks=False)
+        except FileExistsError:
+            self._clear(rel, full, os.lstat(full))
+            os.link(target, full, follow_symlinks=False)
+
+    def _special(self, m: tarfile.TarInfo, rel: str, full: str) -> None:
+        if m.type == tarfile.FIFOTYPE:
+            kind, dev = stat.S_IFIFO, 0
+        elif self._privileged:
+            kind = stat.S_IFCHR if m.type == tarfile.CHRTYPE else stat.S_IFBLK
+            dev = os.makedev(m.devmajor, m.devminor)
+        else:
+            self._placeholder(m, rel, full)
+            return
+        try:
+            try:
+                os.mknod(full, kind | 0o600, dev)
+            except FileExistsError:
+                self._clear(rel, full, os.lstat(full))
+                os.mknod(full, kind | 0o600, dev)
+        except PermissionError:
+            # root in a user namespace may not create devices: as unprivileged
+            self._warn_once("mknod", "cannot create device nodes (%s): writing placeholders", full)
+            self._placeholder(m, rel, full)
+            return
+        if self._privileged:
+            self._chown(full, m, follow_symlinks=False)
+        os.chmod(full, m.mode & 0o7777)  # just created: the final component is no symlink
+        self._set_xattrs(full, m, follow_symlinks=False)
+        os.utime(full, ns=_times(m), follow_symlinks=False)
+
+    def _placeholder(self, m: tarfile.TarInfo, rel: str, full: str) -> None:
+        """An empty mode-0 file where a device node would be (umoci --rootless)."""
+        fd = self._create_file(rel, full)
+        try:
+            os.fchmod(fd, 0)
+            os.utime(fd, ns=_times(m))
+        finally:
+            os.close(fd)
+        self._placeholders += 1
+
+    # --- whiteouts ------------------------------------------------------------
+
+    def _whiteout(self, parts: list[str]) -> None:
+        name = parts[-1]
+        opaque = name == OPAQUE_WHITEOUT
+        if not opaque:
+            target = name[len(WHITEOUT_PREFIX) :]
+            if target in ("", ".", ".."):
+                raise _Refused("whiteout names no entry in its directory")
+        parent = self._resolve(parts[:-1], create=False)
+        if parent is None:
+            return
+        rel = parent if opaque else (f"{parent}/{target}" if parent else target)
+        full = self._full(rel)
+        try:
+            st = os.lstat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        self._purge(rel, full, st, keep_top=opaque)
+
+    def _purge(self, top: str, full: str, st: os.stat_result, *, keep_top: bool) -> None:
+        """Remove ``top`` and what is under it, except paths this layer wrote (and
+        their ancestors); keep ``top`` itself for an opaque whiteout."""
+        upper = self._upper
+        stack = [(top, full, st)]
+        while stack:
+            rel, path, st = stack.pop()
+            if rel not in upper and not (keep_top and rel == top):
+                self._clear(rel, path, st)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                with _scandir(path) as it:
+                    for e in it:
+                        child = f"{rel}/{e.name}" if rel else e.name
+                        stack.append((child, e.path, e.stat(follow_symlinks=False)))
+
+    # --- paths ----------------------------------------------------------------
+
+    def _full(self, rel: str) -> str:
+        return f"{self._root}/{rel}" if rel else self._root
+
+    def _resolve(self, parts: list[str], *, create: bool) -> str | None:
+        """The real path, relative to the root, of the directory ``parts`` names,
+        symlinks resolved inside the root like securejoin. Missing directories are
+        created (``create``) or make the answer None; a non-directory on the way is
+        an error (``create``) or None."""
+        key = "/".join(parts)
+        hit = self._resolved.get(key)
+        if hit is not None:
+            return hit
+        # Usually the parent's parent is known: continue from there.
+        start = self._resolved.get("/".join(parts[:-1]))
+        plain = start is None  # no symlink nor '..' met: every prefix resolves to itself
+        if start is not None:
+            resolved = start.split("/") if start else []
+            pending = [parts[-1]]
+        else:
+            resolved = []
+            pending = list(reversed(parts))
+        existing = len(resolved)  # leading components known to exist as directories
+        links = 0
+        root = self._root
+        while pending:
+            part = pending.pop()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                plain = False
+                if resolved:
+                    resolved.pop()
+                    existing = min(existing, len(resolved))
+                continue
+            if existing < len(resolved):
+                resolved.append(part)
+                continue
+            path = "/".join((root, *resolved, part))
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                resolved.append(part)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                links += 1
+                plain = False
+                if links > MAX_SYMLINKS:
+                    raise _Refused(f"too many levels of symbolic links in {key!r}")
+                target = os.readlink(path)
+                if target.startswith("/"):
+                    resolved = []
+                    existing = 0
+                pending.extend(reversed(target.split("/")))
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                if not create:
+                    return None
+                raise _Refused(f"parent /{'/'.join((*resolved, part))} is not a directory")
+            resolved.append(part)
+            existing = len(resolved)
+        if existing < len(resolved):
+            if not create:
+                return None
+            for depth in range(existing + 1, len(resolved) + 1):
+                os.mkdir("/".join((root, *resolved[:depth])), 0o777)
+        rel = "/".join(resolved)
+        self._resolved[key] = rel
+        if plain:
+            for depth in range(1, len(parts)):
+                self._resolved.setdefault("/".join(parts[:depth]), "/".join(resolved[:depth]))
+        return rel
+
+    def _create_file(self, rel: str, full: str) -> int:
+        try:
+            return os.open(full, _CREATE_FLAGS, 0o600)
+        except FileExistsError:
+            self._clear(rel, full, os.lstat(full))
+            return os.open(full, _CREATE_FLAGS, 0o600)
+
+    def _clear(self, rel: str, full: str, st: os.stat_result) -> None:
+        """Remove what is at ``full`` without following it."""
+        if stat.S_ISDIR(st.st_mode):
+            self._rmtree(rel, full)
+        else:
+            _unlink(full)
+            if stat.S_ISLNK(st.st_mode):
+                self._forget_resolved()
+
+    def _rmtree(self, rel: str, full: str) -> None:
+        self._forget_resolved()
+        stack: list[tuple[str, str, bool]] = [(rel, full, False)]
+        while stack:
+            r, path, emptied = stack.pop()
+            if emptied:
+                _rmdir(path)
+                continue
+            self._dir_attrs.pop(r, None)
+            stack.append((r, path, True))
+            with _scandir(path) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append((f"{r}/{e.name}", e.path, False))
+                    else:
+                        _unlink(e.path)
+
+    def _forget_resolved(self) -> None:
+        """A directory or symlink went away: resolved parents may be stale."""
+        if len(self._resolved) > 1:
+            self._resolved = {"": ""}
+
+    # --- metadata -------------------------------------------------------------
+
+    def _metadata_fd(self, fd: int, m: tarfile.TarInfo) -> None:
+        if self._privileged:
+            self._chown(fd, m)
+        os.fchmod(fd, m.mode & 0o7777)
+        if m.pax_headers:
+            self._set_xattrs(fd, m)
+        os.utime(fd, ns=_times(m))
+
+    def _dir_metadata(self, m: tarfile.TarInfo, rel: str, full: str, *, existed: bool) -> None:
+        if self._privileged:
+            self._chown(full, m, follow_symlinks=False)
+        mode = m.mode & 0o7777
+        deferred: int | None = None
+        if self._privileged or mode & 0o700 == 0o700:
+            os.chmod(full, mode)
+        else:
+            # keep it usable for the layers still to come; the real mode comes last
+            os.chmod(full, mode | 0o700)
+            deferred = mode
+        if existed:
+            self._clear_xattrs(full, m)
+        self._set_xattrs(full, m, follow_symlinks=False)
+        atime, mtime = _times(m)
+        self._dir_attrs[rel] = (deferred, atime, mtime)
+
+    def _chown(self, target: int | str, m: tarfile.TarInfo, follow_symlinks: bool = True) -> None:
+        try:
+            os.chown(target, m.uid, m.gid, follow_symlinks=follow_symlinks)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM):
+                raise
+            # root in a user namespace without that id mapped
+            self._warn_once(
+                "chown",
+                "cannot set owner %d:%d on %s (%s): ownership skipped",
+                m.uid,
+                m.gid,
+                m.name,
+                e.strerror,
+            )
+
+    def _xattrs(self, m: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+        out = []
+        for key, value in m.pax_headers.items():
+            if key.startswith(XATTR_PREFIX):
+                name = key[len(XATTR_PREFIX) :]
+                if name not in IGNORED_XATTRS:
+                    out.append((name, value.encode("utf-8", "surrogateescape")))
+        return out
+
+    def _set_xattrs(
+        self, target: int | str, m: tarfile.TarInfo, follow_symlinks: bool = True
+    ) -> None:
+        if not m.pax_headers:
+            return
+        for name, value in self._xattrs(m):
+            try:
+                os.setxattr(target, name, value, follow_symlinks=follow_symlinks)
+            except OSError as e:
+                self._warn_once(
+                    f"xattr:{e.errno}",
+                    "cannot set xattr %s on %s (%s): xattrs are best-effort",
+                    name,
+                    m.name,
+                    e.strerror,
+                )
+
+    def _clear_xattrs(self, full: str, m: tarfile.TarInfo) -> None:
+        """Dir over dir: the upper layer's xattrs replace the lower one's, as umoci."""
+        keep = {name for name, _ in self._xattrs(m)} | IGNORED_XATTRS
+        try:
+            for name in os.listxattr(full, follow_symlinks=False):
+                if name not in keep:
+                    os.removexattr(full, name, follow_symlinks=False)
+        except OSError as e:
+            self._warn_once(
+                f"xattr:{e.errno}", "cannot clear xattrs on %s (%s)", m.name, e.strerror
+            )
+
+    def _warn_once(self, kind: str, msg: str, *args: object) -> None:
+        if kind in self._warned:
+            log.debug(msg, *args)
+        else:
+            self._warned.add(kind)
+            log.warning(msg + " (further ones logged at debug level)", *args)
+
+
+def _decompression_errors() -> tuple[type[BaseException], ...]:
+    """What the decompressors raise on corrupt input (gzip raises OSError)."""
+    errors: list[type[BaseException]] = [OSError, EOFError, zlib.error]
+    try:
+        from isal.igzip_lib import IsalError
+
+        errors.append(IsalError)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from zstandard import ZstdError
+
+        errors.append(ZstdError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+_CORRUPT = _decompression_errors()
+_REGULAR = frozenset({tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.GNUTYPE_SPARSE})
+
+
+def _clean(name: str) -> list[str]:
+    """A member name's components, cleaned lexically like umoci's CleanPath: an
+    absolute name is relative to the root and ``..`` stops at it."""
+    out: list[str] = []
+    for part in name.split("/"):
+        if part == "..":
+            if out:
+                out.pop()
+        elif part and part != ".":
+            out.append(part)
+    return out
+
+
+def _times(m: tarfile.TarInfo) -> tuple[int, int]:
+    """(atime, mtime) in ns; PAX records keep sub-second precision a float would lose."""
+    pax = m.pax_headers
+    mtime = _ns(pax.get("mtime")) if pax else None
+    if mtime is None:
+        mtime = int(m.mtime) * 1_000_000_000
+    atime = _ns(pax.get("atime")) if pax else None
+    return (mtime if atime is None else atime), mtime
+
+
+def _ns(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(Decimal(value) * 1_000_000_000)
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _open_tar(data: BinaryIO) -> tarfile.TarFile | None:
+    """A streaming reader of the tar in ``data``; None for an empty stream, which
+    Go's archive/tar (umoci) reads as an empty layer."""
+    try:
+        return tarfile.open(
+            fileobj=data, mode="r|", bufsize=CHUNK, encoding="utf-8", errors="surrogateescape"
+        )
+    except tarfile.ReadError as e:
+        if str(e) == "empty file":
+            return None
+        raise
+
+
+class _RawReader(io.RawIOBase):
+    """Lets any object with ``read`` sit under ``io.BufferedReader`` (which the
+    decompressors want), e.g. a VerifyingReader."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        data = self._stream.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+
+def _scandir(path: str) -> AbstractContextManager[Iterator[os.DirEntry[str]]]:
+    try:
+        return os.scandir(path)
+    except PermissionError:
+        os.chmod(path, 0o700)  # unprivileged: a directory of ours with a strict mode
+        return os.scandir(path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except PermissionError:
+        os.chmod(os.path.dirname(path), 0o700)
+        os.unlink(path)
+
+
+def _rmdir(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except PermissionError:
+        os.chmod(os.path.dirname(path), 0o700)
+        os.rmdir(path)
