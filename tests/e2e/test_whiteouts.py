@@ -3,25 +3,14 @@ a directory (opaque whiteout): get's rootfs shows the applied result."""
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 from fixtures.concourse import Concourse
+from fixtures.projects import EXPECTED_ROOTFS, image_project
 
 pytestmark = pytest.mark.e2e
-
-MAKE_IMAGE = Path(__file__).resolve().parents[1] / "fixtures" / "make_image.py"
-EXPECTED_ROOTFS = ["data", "data/new", "swap-a", "swap-a/inner", "swap-b"]
-
-
-def image_project(sources: Path) -> str:
-    """A build context whose command writes release/layers.tar; returns the command."""
-    (sources / "src").mkdir(parents=True, exist_ok=True)
-    shutil.copy(MAKE_IMAGE, sources / "src" / "make_image.py")
-    return f"mkdir -p release && {Path(sys.executable).name} make_image.py release/layers.tar"
 
 
 def test_whiteouts_and_replaced_directories(concourse: Concourse, tmp_path: Path) -> None:
