@@ -10,10 +10,9 @@ from typing import Any
 
 from . import release as rel
 from .build import git
-from .build.builders import choose_builder
 from .build.collect import collect
 from .build.command import run_build_command
-from .build.environment import build_environment
+from .build.environment import prepare_build
 from .config import OutRequest, PutParams, Source, Tag, parse_request
 from .errors import ConfigError, StoreError
 from .oci.manifest import image_config_summary
@@ -43,16 +42,15 @@ def run(payload: Any, sources: Path, env: dict[str, str]) -> dict[str, Any]:
     store = store_for(source, env)
     _refuse_existing(store, tag)
 
-    builder = choose_builder(source.builder)
-    build_env = build_environment(env, builder, {**source.env, **params.env})
-    run_build_command(params.command or source.command, context, build_env)
+    with prepare_build(source, {**source.env, **params.env}, env) as (builder, build_env):
+        run_build_command(params.command or source.command, context, build_env)
 
-    output = context / (params.output or source.output)
-    for reference in source.images:
-        destination = output / f"{_last_component(reference)}.tar"
-        output.mkdir(parents=True, exist_ok=True)
-        log.info("saving %s to %s", reference, destination.relative_to(context))
-        builder.save_image(reference, destination, build_env)
+        output = context / (params.output or source.output)
+        for reference in source.images:
+            destination = output / f"{_last_component(reference)}.tar"
+            output.mkdir(parents=True, exist_ok=True)
+            log.info("saving %s to %s", reference, destination.relative_to(context))
+            builder.save_image(reference, destination, build_env)
 
     with tempfile.TemporaryDirectory(prefix="builder-put-") as scratch:
         collected = collect(output, Path(scratch))

@@ -1,74 +1,79 @@
-"""The image builders behind one small interface.
+"""The image builders behind one small interface, and the choice between them.
 
 A builder contributes environment variables for the build command (``DOCKER``
-for Makefiles that call ``$(DOCKER) build``) and saves an image from its store
-into an archive.
+and ``BUILDER`` for Makefiles that call ``$(DOCKER) build``, plus whatever the
+builder itself needs to find its store), and saves one image from its store
+into an archive. Building is the project's Makefile's business, not ours.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
 from ..errors import BuildError
-from .command import run_tool
+from .buildah import Buildah
+from .img import Img
+from .privileges import in_user_namespace, refuse_img_in_user_namespace
+
+NAMES = ("img", "buildah")
 
 
 class Builder(Protocol):
     name: str
+    executable: str
 
-    def environment(self) -> dict[str, str]:
-        """Variables the build command runs with."""
+    def environment(self, workdir: Path) -> dict[str, str]:
+        """Variables the build command runs with; ``workdir`` is a private
+        directory that lives as long as the build."""
         ...
 
     def save_image(self, reference: str, destination: Path, env: Mapping[str, str]) -> None:
-        """Write the image ``reference`` from the builder's store to ``destination``."""
+        """Write the image ``reference`` from the builder's store to ``destination``
+        (made absolute), with the build's environment ``env``."""
         ...
 
 
-class Buildah:
-    """buildah with the vfs storage driver and chroot isolation: it builds in a
-    container whose root is unprivileged (no overlay mounts, no runc)."""
-
-    name = "buildah"
-
-    def environment(self) -> dict[str, str]:
-        return {
-            "DOCKER": "buildah",
-            "BUILDER": "buildah",
-            "STORAGE_DRIVER": "vfs",
-            "BUILDAH_ISOLATION": "chroot",
-            # One layer per instruction, as img and docker build do.
-            "BUILDAH_LAYERS": "true",
-        }
-
-    def save_image(self, reference: str, destination: Path, env: Mapping[str, str]) -> None:
-        destination = destination.absolute()
-        destination.unlink(missing_ok=True)
-        run_tool(
-            ["buildah", "push", "--quiet", reference, f"docker-archive:{destination}:{reference}"],
-            env,
-            what=f"saving image {reference}",
-        )
+def default_builder_name(
+    which: Callable[[str], str | None] = shutil.which,
+    root_in_user_namespace: bool | None = None,
+) -> str:
+    """img where installed and root is real root; else buildah (img cannot
+    build as root in a user namespace, img#273)."""
+    if root_in_user_namespace is None:
+        root_in_user_namespace = os.geteuid() == 0 and in_user_namespace()
+    return "img" if which("img") and not root_in_user_namespace else "buildah"
 
 
-def choose_builder(requested: str | None) -> Builder:
-    """``source.builder``, or img where installed (and root is real root), else buildah."""
-    name = requested or ("img" if shutil.which("img") and not in_user_namespace() else "buildah")
-    if name == "buildah":
-        if shutil.which("buildah") is None:
-            raise BuildError("builder buildah: not installed in this image")
-        return Buildah()
-    raise BuildError(f"builder {name}: not supported yet")
+def choose_builder(
+    requested: str | None,
+    debug: bool = False,
+    which: Callable[[str], str | None] = shutil.which,
+) -> Builder:
+    """``source.builder``, or the default; an error names a builder that is not
+    installed in this image."""
+    name = requested or default_builder_name(which)
+    builder: Builder
+    if name == "img":
+        refuse_img_in_user_namespace()
+        builder = Img(debug=debug)
+    elif name == "buildah":
+        builder = Buildah()
+    else:
+        raise BuildError(f"builder {name}: unknown; choose one of {', '.join(NAMES)}")
+    if which(builder.executable) is None:
+        raise BuildError(f"builder {name}: {builder.executable} is not installed in this image")
+    return builder
 
 
-def in_user_namespace() -> bool:
-    """True when our root is mapped in a user namespace (``/proc/self/uid_map`` is
-    not the identity map), where img cannot build (img#273)."""
-    try:
-        fields = Path("/proc/self/uid_map").read_text().split()
-    except OSError:
-        return False
-    return fields[:3] != ["0", "0", "4294967295"]
+__all__ = [
+    "Buildah",
+    "Builder",
+    "Img",
+    "choose_builder",
+    "default_builder_name",
+    "in_user_namespace",
+]

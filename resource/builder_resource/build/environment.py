@@ -1,18 +1,88 @@
-"""The environment the build command runs in."""
+"""The environment the build command runs in, and its private directory.
+
+:func:`prepare_build` chooses the builder, checks that it can run here, and
+yields it with the build's variables; a private directory (0700) holds what the
+variables point at (the CA bundle, the docker ``config.json``, img's state) and
+is removed when the build is over, credentials with it.
+
+Variables, later ones winning: the resource's own environment (which carries
+Concourse's ``BUILD_*`` variables and ``LOCAL_CA_CERTIFICATE``); the builder's
+(``DOCKER``, ``BUILDER``, ...); the CA variables; ``DOCKER_CONFIG``; then the
+pipeline's ``env``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
 
-from .builders import Builder
+from ..config import Source
+from .builders import Builder, choose_builder
+from .certificates import SystemStore, trust_extra_cas
+from .credentials import write_docker_config
+from .privileges import require_namespaces
+
+log = logging.getLogger(__name__)
 
 
-def build_environment(
-    base: Mapping[str, str], builder: Builder, user_env: Mapping[str, str]
-) -> dict[str, str]:
-    """The resource's own environment (which carries Concourse's build variables),
-    then what the builder needs, then the pipeline's ``env``, which wins."""
+class PreparedBuild(NamedTuple):
+    builder: Builder
+    env: dict[str, str]
+
+
+def build_environment(base: Mapping[str, str], *layers: Mapping[str, str]) -> dict[str, str]:
+    """``base`` with each layer applied in turn."""
     env = dict(base)
-    env.update(builder.environment())
-    env.update(user_env)
+    for layer in layers:
+        env.update(layer)
     return env
+
+
+@contextmanager
+def prepare_build(
+    source: Source,
+    user_env: Mapping[str, str],
+    base: Mapping[str, str],
+    *,
+    probe: Callable[[str], None] | None = require_namespaces,
+    system_store: SystemStore | None = None,
+    install_cas: bool | None = None,
+    run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+    builder: Builder | None = None,
+) -> Iterator[PreparedBuild]:
+    """Yield the builder and the build's environment; clean up afterwards.
+
+    ``probe``, ``system_store``, ``install_cas``, ``run`` and ``builder`` are for
+    tests: a machine that runs them keeps its own CA store and namespaces."""
+    chosen = builder or choose_builder(source.builder, debug=source.debug)
+    if probe is not None:
+        probe(chosen.name)
+    workdir = Path(tempfile.mkdtemp(prefix="builder-build-"))
+    try:
+        ca_dir = workdir / "ca"
+        ca_dir.mkdir(mode=0o700)
+        cas = trust_extra_cas(
+            ca_dir, source.ca_certs, base, system_store=system_store, install=install_cas, run=run
+        )
+        docker_config = write_docker_config(workdir / "docker", source.registries)
+        env = build_environment(
+            base,
+            chosen.environment(workdir / "builder"),
+            cas,
+            {"DOCKER_CONFIG": str(docker_config)},
+            user_env,
+        )
+        log.info(
+            "builder %s; the build gets %s",
+            chosen.name,
+            " ".join(sorted(k for k in env if env.get(k) != base.get(k))) or "no new variables",
+        )
+        yield PreparedBuild(chosen, env)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,166 @@
+"""Extra CA certificates, trusted by everything the build runs.
+
+They come from ``source.ca_certs`` and the ``LOCAL_CA_CERTIFICATE`` variable.
+Two mechanisms, because no single one reaches every tool:
+
+- the system store (Debian's ``/usr/local/share/ca-certificates`` plus
+  ``update-ca-certificates``), as concourse-builder-img did: img's Go TLS, curl,
+  apt and everything that reads ``/etc/ssl/certs`` trust them. The resource only
+  does this where it owns the system: running as root with
+  ``BUILDER_RESOURCE_INSTALL_CAS=1``, which the resource image sets. A developer's
+  machine or a test run is never touched;
+- always, a bundle file (the system bundle plus the extra CAs) that the usual
+  variables point at: ``SSL_CERT_FILE`` (Go, OpenSSL, so img and buildah),
+  ``REQUESTS_CA_BUNDLE`` (Python requests), ``CURL_CA_BUNDLE``, ``GIT_SSL_CAINFO``;
+  and ``NODE_EXTRA_CA_CERTS``, which node adds to its own list, at the extra CAs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import os
+import re
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BuildError, ConfigError
+
+log = logging.getLogger(__name__)
+
+LOCAL_CA_VARIABLE = "LOCAL_CA_CERTIFICATE"
+INSTALL_VARIABLE = "BUILDER_RESOURCE_INSTALL_CAS"
+BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO")
+NODE_VARIABLE = "NODE_EXTRA_CA_CERTS"
+
+_PEM = re.compile(r"-----BEGIN CERTIFICATE-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END CERTIFICATE-----")
+
+Runner = Callable[..., subprocess.CompletedProcess]
+
+
+@dataclass(frozen=True)
+class SystemStore:
+    """Debian's CA store: where local CAs go, the bundle it builds from them,
+    and the command that rebuilds it. Tests point it at a temporary tree."""
+
+    local_dir: Path = Path("/usr/local/share/ca-certificates")
+    bundle: Path = Path("/etc/ssl/certs/ca-certificates.crt")
+    update: tuple[str, ...] = ("update-ca-certificates",)
+
+
+def extra_certificates(ca_certs: Sequence[str], env: Mapping[str, str]) -> list[str]:
+    """Every certificate of ``source.ca_certs`` and ``LOCAL_CA_CERTIFICATE`` as
+    one normalised PEM block each, duplicates dropped, in order."""
+    found: list[str] = []
+    named = [(f"source.ca_certs[{i}]", text) for i, text in enumerate(ca_certs)]
+    if env.get(LOCAL_CA_VARIABLE, "").strip():
+        named.append((LOCAL_CA_VARIABLE, env[LOCAL_CA_VARIABLE]))
+    for where, text in named:
+        for pem in split_pem(text, where):
+            if pem not in found:
+                found.append(pem)
+    return found
+
+
+def split_pem(text: str, where: str) -> list[str]:
+    """The certificates in ``text``; a :class:`ConfigError` naming ``where``
+    if there is none or one is not base64."""
+    blocks = _PEM.findall(text)
+    if not blocks:
+        raise ConfigError(f"{where}: not a PEM certificate (-----BEGIN CERTIFICATE-----)")
+    out = []
+    for block in blocks:
+        body = "".join(block.split())
+        try:
+            base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(f"{where}: a certificate is not valid base64") from None
+        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+        out.append(
+            "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
+        )
+    return out
+
+
+def wants_system_install(env: Mapping[str, str], euid: int | None = None) -> bool:
+    """Only the resource image opts in, and only root may write the store."""
+    euid = os.geteuid() if euid is None else euid
+    return euid == 0 and env.get(INSTALL_VARIABLE, "") == "1"
+
+
+def install_into_system_store(
+    pems: Sequence[str], store: SystemStore = SystemStore(), run: Runner = subprocess.run
+) -> list[Path]:
+    """Write each CA as ``<local_dir>/concourse-builder-img-<hash>.crt`` (named by
+    content, so a second put adds nothing) and rebuild the system bundle."""
+    store.local_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for pem in pems:
+        name = f"concourse-builder-img-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.crt"
+        path = store.local_dir / name
+        path.write_text(pem)
+        path.chmod(0o644)
+        written.append(path)
+    try:
+        done = run(list(store.update), capture_output=True, text=True, check=False, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise BuildError(f"adding CA certificates to the system store: {e}") from e
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout or "").strip().splitlines()[-1:]
+        raise BuildError(
+            f"adding CA certificates to the system store: `{' '.join(store.update)}` failed "
+            f"with exit status {done.returncode}{': ' + tail[0] if tail else ''}"
+        )
+    log.info("added %d CA certificate(s) to the system store", len(written))
+    return written
+
+
+def write_bundles(workdir: Path, pems: Sequence[str], system_bundle: Path) -> tuple[Path, Path]:
+    """``ca-bundle.crt`` (the system bundle, then the extra CAs it lacks) and
+    ``extra-ca.crt`` (the extra CAs alone), in ``workdir``."""
+    try:
+        system = system_bundle.read_text()
+    except OSError:
+        log.warning("no system CA bundle at %s: trusting only the extra CAs", system_bundle)
+        system = ""
+    if system and not system.endswith("\n"):
+        system += "\n"
+    bundle = workdir / "ca-bundle.crt"
+    bundle.write_text(system + "".join(p for p in pems if p not in system))
+    extra = workdir / "extra-ca.crt"
+    extra.write_text("".join(pems))
+    for path in (bundle, extra):
+        path.chmod(0o644)
+    return bundle, extra
+
+
+def ca_environment(bundle: Path, extra: Path) -> dict[str, str]:
+    env = {name: str(bundle) for name in BUNDLE_VARIABLES}
+    env[NODE_VARIABLE] = str(extra)
+    return env
+
+
+def trust_extra_cas(
+    workdir: Path,
+    ca_certs: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    system_store: SystemStore | None = None,
+    install: bool | None = None,
+    run: Runner = subprocess.run,
+) -> dict[str, str]:
+    """Do both, and return the variables for the build; nothing at all when
+    there are no extra CAs. ``install`` defaults to :func:`wants_system_install`."""
+    pems = extra_certificates(ca_certs, env)
+    if not pems:
+        return {}
+    store = system_store or SystemStore()
+    if wants_system_install(env) if install is None else install:
+        install_into_system_store(pems, store, run)
+    bundle, extra = write_bundles(workdir, pems, store.bundle)
+    log.info("trusting %d extra CA certificate(s)", len(pems))
+    return ca_environment(bundle, extra)
