@@ -174,7 +174,7 @@ class Authenticator:
 
     def failure(self, response: requests.Response, what: str) -> StoreError:
         """The one-line error for a request still refused after fresh credentials."""
-        status = error_summary(response)
+        status = error_summary(response, detail=False)
         if not self._username:
             return StoreError(
                 f"registry {self.registry}: {what}: authentication required ({status}); "

@@ -126,17 +126,18 @@ def make_session(
     return session, verify
 
 
-def error_summary(response: requests.Response, limit: int = 300) -> str:
+def error_summary(response: requests.Response, limit: int = 300, detail: bool = True) -> str:
     """``<status> <CODE>: <message> (<detail>)`` from a registry answer. The body
     "MAY be in any format": JSON ``{"errors": [...]}`` is read when present,
-    otherwise the first line of text is quoted; nothing here ever fails."""
+    otherwise the first line of text is quoted; nothing here ever fails. ``detail``
+    off drops the ``detail`` members (for a 401 they only list the scopes)."""
     parts = [str(response.status_code)]
     text = ""
     try:
         body = response.content[:65536]
     except Exception:  # a broken body must not hide the status
         body = b""
-    described = _describe_errors(body)
+    described = _describe_errors(body, detail)
     if described:
         text = described
     elif body:
@@ -150,7 +151,7 @@ def error_summary(response: requests.Response, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _describe_errors(body: bytes) -> str:
+def _describe_errors(body: bytes, with_detail: bool = True) -> str:
     try:
         data: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -166,7 +167,7 @@ def _describe_errors(body: bytes) -> str:
         message = str(item.get("message") or "").strip()
         detail = item.get("detail")
         piece = ": ".join(p for p in (code, message) if p)
-        if detail not in (None, "", [], {}):
+        if with_detail and detail not in (None, "", [], {}):
             shown = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
             piece += f" ({shown[:120]})"
         if piece:
