@@ -38,11 +38,12 @@ class Builder(Protocol):
 
 
 def default_builder_name(
-    which: Callable[[str], str | None] = shutil.which,
+    which: Callable[[str], str | None] | None = None,
     root_in_user_namespace: bool | None = None,
 ) -> str:
     """img where installed and root is real root; else buildah (img cannot
     build as root in a user namespace, img#273)."""
+    which = which or shutil.which
     if root_in_user_namespace is None:
         root_in_user_namespace = os.geteuid() == 0 and in_user_namespace()
     return "img" if which("img") and not root_in_user_namespace else "buildah"
@@ -51,10 +52,11 @@ def default_builder_name(
 def choose_builder(
     requested: str | None,
     debug: bool = False,
-    which: Callable[[str], str | None] = shutil.which,
+    which: Callable[[str], str | None] | None = None,
 ) -> Builder:
     """``source.builder``, or the default; an error names a builder that is not
     installed in this image."""
+    which = which or shutil.which
     name = requested or default_builder_name(which)
     builder: Builder
     if name == "img":

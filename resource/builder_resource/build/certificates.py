@@ -159,6 +159,7 @@ def trust_extra_cas(
     if not pems:
         return {}
     store = system_store or SystemStore()
+    workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if wants_system_install(env) if install is None else install:
         install_into_system_store(pems, store, run)
     bundle, extra = write_bundles(workdir, pems, store.bundle)

@@ -50,7 +50,7 @@ def prepare_build(
     user_env: Mapping[str, str],
     base: Mapping[str, str],
     *,
-    probe: Callable[[str], None] | None = require_namespaces,
+    probe: Callable[[str], None] | None = None,
     system_store: SystemStore | None = None,
     install_cas: bool | None = None,
     run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
@@ -58,17 +58,20 @@ def prepare_build(
 ) -> Iterator[PreparedBuild]:
     """Yield the builder and the build's environment; clean up afterwards.
 
-    ``probe``, ``system_store``, ``install_cas``, ``run`` and ``builder`` are for
-    tests: a machine that runs them keeps its own CA store and namespaces."""
+    ``probe`` (default :func:`require_namespaces`), ``system_store``,
+    ``install_cas``, ``run`` and ``builder`` are for tests: a machine that runs
+    them keeps its own CA store."""
     chosen = builder or choose_builder(source.builder, debug=source.debug)
-    if probe is not None:
-        probe(chosen.name)
+    (probe or require_namespaces)(chosen.name)
     workdir = Path(tempfile.mkdtemp(prefix="builder-build-"))
     try:
-        ca_dir = workdir / "ca"
-        ca_dir.mkdir(mode=0o700)
         cas = trust_extra_cas(
-            ca_dir, source.ca_certs, base, system_store=system_store, install=install_cas, run=run
+            workdir / "ca",
+            source.ca_certs,
+            base,
+            system_store=system_store,
+            install=install_cas,
+            run=run,
         )
         docker_config = write_docker_config(workdir / "docker", source.registries)
         env = build_environment(
