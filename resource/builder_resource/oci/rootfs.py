@@ -99,6 +99,8 @@ def apply_layers(
             if next(it, None) is not None:
                 raise ValueError(f"rootfs target {root} is not empty") from None
     applier = LayerApplier(root, privileged=privileged)
+    # As umoci: a root no layer describes gets the epoch as mtime, not "now".
+    applier.set_directory_times("", 0, 0)
     try:
         for index, layer in enumerate(layers):
             if callable(layer) and not hasattr(layer, "read"):
@@ -208,6 +210,12 @@ class LayerApplier:
             except OSError as e:
                 raise ImageError(f"setting attributes of directory /{rel}: {e}") from e
         self._dir_attrs.clear()
+
+    def set_directory_times(self, rel: str, atime_ns: int, mtime_ns: int) -> None:
+        """Times for a directory (root-relative path) that :meth:`finish` will set,
+        unless a layer's entry for it says otherwise."""
+        mode = self._dir_attrs.get(rel, (None, 0, 0))[0]
+        self._dir_attrs[rel] = (mode, atime_ns, mtime_ns)
 
     def discard(self, *, remove_root: bool) -> None:
         """Remove everything under the root (and the root, if asked): a failed
