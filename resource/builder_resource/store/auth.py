@@ -49,7 +49,9 @@ class Challenge:
 
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _SCHEME = re.compile(rf"\s*({_TOKEN})(?=\s|$|,)")
-_PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_TOKEN}))\s*,?')
+# Unquoted values are read up to a comma or space: lenient about realms like
+# ``realm=https://a/t`` that some servers send unquoted.
+_PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))\s*,?')
 
 
 def parse_challenges(header: str) -> list[Challenge]:

@@ -1,0 +1,227 @@
+"""The pure parts of the registry client: header parsing, retry delays, error
+lines, names, progress, CA bundles and the transfer pool."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+
+import pytest
+import requests
+
+from builder_resource.errors import ConfigError, StoreError
+from builder_resource.store.auth import Challenge, _covers, parse_challenges
+from builder_resource.store.http import RetryPolicy, error_summary, retry_after_seconds
+from builder_resource.store.progress import Progress
+from builder_resource.store.registry import check_reference, next_link, parse_repository
+from builder_resource.store.tls import ca_bundle_file, merge_ca_certs, split_pem
+from builder_resource.store.transfer import parallel
+
+
+def response(status: int, body: bytes = b"", headers: dict[str, str] | None = None):
+    r = requests.Response()
+    r.status_code = status
+    r._content = body
+    r.headers.update(headers or {})
+    r.reason = {401: "Unauthorized", 503: "Service Unavailable"}.get(status, "")
+    return r
+
+
+# -- WWW-Authenticate ------------------------------------------------------------
+
+
+def test_bearer_challenge_with_commas_in_quotes():
+    header = (
+        'Bearer realm="https://auth.example.org/token",service="registry.example.org",'
+        'scope="repository:samalba/my-app:pull,push",error="insufficient_scope"'
+    )
+    assert parse_challenges(header) == [
+        Challenge(
+            "bearer",
+            {
+                "realm": "https://auth.example.org/token",
+                "service": "registry.example.org",
+                "scope": "repository:samalba/my-app:pull,push",
+                "error": "insufficient_scope",
+            },
+        )
+    ]
+
+
+def test_several_challenges_and_odd_spacing():
+    header = 'Basic realm="Registry Realm" , BEARER realm=https://a/t, service = "s\\"x"'
+    assert parse_challenges(header) == [
+        Challenge("basic", {"realm": "Registry Realm"}),
+        Challenge("bearer", {"realm": "https://a/t", "service": 's"x'}),
+    ]
+    assert parse_challenges("") == []
+    assert parse_challenges("Negotiate") == [Challenge("negotiate", {})]
+
+
+def test_scope_cover_handles_ports_in_names():
+    push = frozenset({"repository:localhost:5000/app:pull,push"})
+    assert _covers(push, frozenset({"repository:localhost:5000/app:pull"}))
+    assert not _covers(push, frozenset({"repository:localhost:5000/other:pull"}))
+    assert not _covers(frozenset({"repository:app:pull"}), frozenset({"repository:app:push"}))
+
+
+# -- retries ---------------------------------------------------------------------
+
+
+def test_retry_after_seconds_and_http_date():
+    assert retry_after_seconds("7") == 7.0
+    now = time.time()
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert 28 <= retry_after_seconds(date, now=now) <= 31
+    past = email.utils.formatdate(now - 30, usegmt=True)
+    assert retry_after_seconds(past, now=now) == 0.0
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds(None) is None
+
+
+def test_backoff_doubles_up_to_the_cap_and_obeys_retry_after():
+    policy = RetryPolicy(backoff=0.5, cap=3.0, max_retry_after=10.0)
+    assert [policy.delay(i) for i in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert policy.delay(0, response(429, headers={"Retry-After": "4"})) == 4.0
+    assert policy.delay(0, response(429, headers={"Retry-After": "999"})) == 10.0
+    assert policy.delay(2, response(503, headers={"Retry-After": "x"})) == 2.0
+
+
+# -- error lines -----------------------------------------------------------------
+
+
+def test_error_summary_reads_registry_errors_defensively():
+    body = (
+        b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown",'
+        b'"detail":{"Tag":"nope"}},{"code":"BLOB_UNKNOWN","message":"blob unknown",'
+        b'"detail":"sha256:00"}]}'
+    )
+    assert error_summary(response(404, body)) == (
+        '404 MANIFEST_UNKNOWN: manifest unknown ({"Tag": "nope"}); '
+        "BLOB_UNKNOWN: blob unknown (sha256:00)"
+    )
+    assert error_summary(response(404, body), detail=False) == (
+        "404 MANIFEST_UNKNOWN: manifest unknown; BLOB_UNKNOWN: blob unknown"
+    )
+    assert error_summary(response(502, b"<html>\n<h1>Bad gateway</h1>")) == "502 <html>"
+    assert error_summary(response(503)) == "503 Service Unavailable"
+    assert error_summary(response(500, b'{"errors": "weird"}')) == '500 {"errors": "weird"}'
+    assert error_summary(response(500, b'{"errors":[1,null,{"code":"X"}]}')) == "500 X"
+    assert len(error_summary(response(500, b"x" * 5000))) == 300
+
+
+# -- names -----------------------------------------------------------------------
+
+
+def test_repository_names():
+    assert parse_repository("127.0.0.1:5000/team/app") == ("127.0.0.1:5000", "team/app")
+    assert parse_repository("registry.example.org/a.b/c_d/e--f") == (
+        "registry.example.org",
+        "a.b/c_d/e--f",
+    )
+    assert parse_repository("[::1]:5000/app") == ("[::1]:5000", "app")
+    for bad in ("app", "host/", "host/App", "host/a//b", "http://host/a", "host/a:1", "-h/a"):
+        with pytest.raises(ConfigError):
+            parse_repository(bad)
+
+
+def test_references():
+    assert check_reference("1.0.0-rc.1_x") == "1.0.0-rc.1_x"
+    assert check_reference("sha256:" + "a" * 64)
+    for bad in ("", "../x", "a/b", "-x", "x" * 129, "sha256:abc", "a?b"):
+        with pytest.raises(StoreError):
+            check_reference(bad)
+
+
+def test_next_link():
+    assert next_link('</v2/a/tags/list?n=2&last=b>; rel="next"') == "/v2/a/tags/list?n=2&last=b"
+    assert next_link('<http://x/1>; rel="prev", <http://x/3>; rel=next') == "http://x/3"
+    assert next_link('<http://x/1>; rel="prev"') is None
+    assert next_link(None) is None
+
+
+# -- progress --------------------------------------------------------------------
+
+
+def test_progress_is_quiet_when_quick_and_periodic_when_slow(caplog):
+    caplog.set_level(logging.INFO, logger="builder_resource")
+    now = [0.0]
+    quick = Progress("push a", 10 << 20, clock=lambda: now[0])
+    for _ in range(10):
+        quick.update(1 << 20)
+    quick.finish()
+    assert caplog.records == []
+
+    slow = Progress("push b", 100 << 20, quiet_for=3, interval=5, clock=lambda: now[0])
+    for _ in range(100):  # 1 MiB every 0.1 s: 10 s in all
+        now[0] += 0.1
+        slow.update(1 << 20)
+    slow.finish()
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("push b: 30.0 MiB of 100.0 MiB (30%), 10.0 MiB/s")
+    assert len(lines) == 3  # at 3 s, at 8 s, and the total
+    assert lines[-1] == "push b: 100.0 MiB in 10.0 s (10.0 MiB/s)"
+
+
+# -- CA bundles ------------------------------------------------------------------
+
+FAKE_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_merge_ca_certs_splits_and_dedupes():
+    two = FAKE_PEM + FAKE_PEM.replace("MIIB", "MIIC")
+    merged = merge_ca_certs([FAKE_PEM], {"LOCAL_CA_CERTIFICATE": two})
+    assert merged == [FAKE_PEM, FAKE_PEM.replace("MIIB", "MIIC")]
+    assert merge_ca_certs([], {}) == []
+    assert split_pem("no certs here") == []
+    with pytest.raises(ConfigError, match=r"ca_certs\[1\] holds no PEM"):
+        merge_ca_certs([FAKE_PEM, "garbage"], {})
+    with pytest.raises(ConfigError, match="LOCAL_CA_CERTIFICATE"):
+        merge_ca_certs([], {"LOCAL_CA_CERTIFICATE": "garbage"})
+
+
+def test_ca_bundle_refuses_a_broken_certificate():
+    with pytest.raises(ConfigError, match="CA certificate 1 is not a valid PEM"):
+        ca_bundle_file([FAKE_PEM])
+
+
+# -- the pool --------------------------------------------------------------------
+
+
+def test_parallel_keeps_order_and_bounds_threads():
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def task(i: int):
+        def run() -> int:
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            time.sleep(0.02)
+            with lock:
+                running[0] -= 1
+            return i
+
+        return run
+
+    assert parallel([task(i) for i in range(10)], workers=3) == list(range(10))
+    assert peak[0] <= 3
+
+
+def test_parallel_raises_the_first_failure_and_drops_pending_tasks():
+    started = []
+
+    def ok(i: int):
+        def run() -> None:
+            started.append(i)
+            time.sleep(0.05)
+
+        return run
+
+    def boom() -> None:
+        raise StoreError("boom")
+
+    with pytest.raises(StoreError, match="boom"):
+        parallel([boom, *[ok(i) for i in range(20)]], workers=2)
+    assert len(started) < 20
