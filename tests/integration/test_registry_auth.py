@@ -14,6 +14,7 @@ from builder_resource.oci.media_types import OCI_INDEX
 from builder_resource.store.http import RetryPolicy
 from builder_resource.store.registry import RegistryStore
 from builder_resource.store.tls import merge_ca_certs
+from builder_resource.store.transfer import parallel_push
 from fixtures.registry import PASSWORD, USER
 from fixtures.registry_content import make_version
 
@@ -210,3 +211,13 @@ def test_bearer_mount_asks_pull_on_the_source(token_registry, tokens, repo_name)
         assert store.stats.mounted == 1
     scopes = [set(r[1]) for r in requests_for(tokens, repo_name + "-src")]
     assert {f"repository:{repo_name}:pull,push", f"repository:{repo_name}-src:pull"} in scopes
+
+
+def test_bearer_parallel_push_shares_one_token(token_registry, tokens, repo_name):
+    """Threads of one store wait for the one token fetch instead of each asking."""
+    blobs = [BytesBlob(f"blob {i}".encode() * 1000) for i in range(12)]
+    with token_store(token_registry, repo_name) as store:
+        store.blob_exists(blobs[0].digest)  # the pull token
+        assert parallel_push(store, blobs, workers=4) == 12
+        assert store.stats.pushed == 12
+    assert len(requests_for(tokens, repo_name)) == 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import json
 import logging
+import re
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -184,6 +185,9 @@ def error_code(response: requests.Response) -> str | None:
         return None
 
 
+_CONNECTION_PREFIX = re.compile(r"^(?:<[^>]*>|HTTPS?Connection\([^)]*\)): ")
+
+
 def describe_exception(error: BaseException) -> str:
     """A short one-line reason for a connection-level failure, without the nested
     repr chains urllib3 builds."""
@@ -201,4 +205,5 @@ def describe_exception(error: BaseException) -> str:
         reason = nxt
     text = str(reason).strip() or type(reason).__name__
     text = " ".join(text.split())
+    text = _CONNECTION_PREFIX.sub("", text)  # the host is in the caller's message already
     return text[:300]
