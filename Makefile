@@ -1,4 +1,12 @@
 # concourse-builder-img: the resource's own build.
+#   make / make image   build the resource image (docker where a daemon answers,
+#                       else img, else buildah with vfs and chroot isolation)
+#   make image-archive  the same, saved as release/concourse-builder-img.tar
+#   make image-test     build the Dockerfile's test stage (runs the unit tests)
+#   make release        the resource builds its own image through its own put
+#                       (opt/resource/out, command `make image-archive`) into the
+#                       local store .release-store/: it eats its own cooking
+#   make fly-execute    run ci/build.yml on Concourse: fly execute, privileged
 #   make test   install what is missing, then run the test suite
 #   make demo   install what is missing, then put, check and get examples/hello
 #               through opt/resource/* against a local OCI layout store
@@ -7,7 +15,32 @@ PYTHON ?= python3
 DEB_PACKAGES := buildah docker-registry skopeo umoci busybox-static git make ca-certificates
 DEMO_DIR ?= $(CURDIR)/.demo
 
+.DEFAULT_GOAL := image
+
+# The image builder. Run by the resource's put, DOCKER is already set (img or
+# buildah, with what they need exported); at a desk it is found here.
+DOCKER ?= $(shell if docker info >/dev/null 2>&1; then echo docker; \
+  elif command -v img >/dev/null; then echo img; \
+  elif command -v buildah >/dev/null; then echo buildah; else echo none; fi)
+IMAGE ?= localhost/concourse-builder-img
+IMAGE_TAG ?= dev
+ARCHIVE := $(CURDIR)/release/concourse-builder-img.tar
+# spruce's checksum is not pinned in the Dockerfile yet: pass it (see Dockerfile).
+SPRUCE_SHA256 ?=
+IMAGE_BUILD_ARGS = $(if $(SPRUCE_SHA256),--build-arg SPRUCE_SHA256=$(SPRUCE_SHA256))
+
+RELEASE_STORE ?= $(CURDIR)/.release-store
+RELEASE_COMMAND ?= make image-archive
+RELEASE_BUILDER ?=
+RELEASE_VERSION ?=
+
+FLY ?= fly
+FLY_TARGET ?= ci
+TASK_IMAGE ?= example.org/concourse-builder-img
+TASK_IMAGE_TAG ?= 1
+
 .PHONY: deps deb-deps py-deps test lint demo clean
+.PHONY: image image-archive image-test release fly-execute
 
 deps: deb-deps py-deps
 
@@ -37,3 +70,47 @@ demo: deps
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache
 	$(MAKE) -C examples/hello clean
+
+# $(call build_image,STAGE,REF): one Dockerfile stage, with whichever builder.
+define build_image
+case "$(DOCKER)" in \
+  docker) docker build --target $(1) $(IMAGE_BUILD_ARGS) -t $(2) . ;; \
+  img) img build --target $(1) $(IMAGE_BUILD_ARGS) -t $(2) . ;; \
+  buildah) STORAGE_DRIVER=$${STORAGE_DRIVER:-vfs} buildah build --layers \
+      --isolation $${BUILDAH_ISOLATION:-chroot} --target $(1) $(IMAGE_BUILD_ARGS) -t $(2) . ;; \
+  *) echo "no image builder: start a docker daemon, or install img or buildah" >&2; exit 1 ;; \
+esac
+endef
+
+image:
+	$(call build_image,resource,$(IMAGE):$(IMAGE_TAG))
+
+image-test:
+	$(call build_image,test,$(IMAGE)-test:$(IMAGE_TAG))
+
+# One image, one save, an absolute path (as img v0.5.11 wants it).
+image-archive:
+	rm -rf release && mkdir -p release
+	$(call build_image,resource,$(IMAGE):$(IMAGE_TAG))
+	case "$(DOCKER)" in \
+	  docker) docker save -o $(ARCHIVE) $(IMAGE):$(IMAGE_TAG) ;; \
+	  img) img save -o $(ARCHIVE) $(IMAGE):$(IMAGE_TAG) ;; \
+	  buildah) STORAGE_DRIVER=$${STORAGE_DRIVER:-vfs} buildah push --quiet \
+	      $(IMAGE):$(IMAGE_TAG) docker-archive:$(ARCHIVE):$(IMAGE):$(IMAGE_TAG) ;; \
+	esac
+
+# The resource's own put, as Concourse would run it, on this checkout.
+release: deps
+	mkdir -p $(RELEASE_STORE) && echo '*' > $(RELEASE_STORE)/.gitignore
+	$(PYTHON) -c 'import json, sys; a = sys.argv[1:]; \
+	  s = {"repository": a[0], "command": a[1], **({"builder": a[2]} if a[2] else {})}; \
+	  p = {"context": ".", **({"version": a[3]} if a[3] else {})}; \
+	  print(json.dumps({"source": s, "params": p}))' \
+	  '$(RELEASE_STORE)' '$(RELEASE_COMMAND)' '$(RELEASE_BUILDER)' '$(RELEASE_VERSION)' \
+	  | opt/resource/out $(CURDIR)
+
+fly-execute:
+	$(FLY) -t $(FLY_TARGET) execute -c ci/build.yml -i src=. --privileged \
+	  -o release=$(CURDIR)/release \
+	  -v task_image=$(TASK_IMAGE) -v task_image_tag=$(TASK_IMAGE_TAG) \
+	  -v spruce_sha256=$(SPRUCE_SHA256)
