@@ -4,6 +4,7 @@ times, and an upload that breaks starts over from its source."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 
 import pytest
@@ -13,7 +14,7 @@ from builder_resource.oci.blobs import BytesBlob
 from builder_resource.oci.media_types import OCI_INDEX
 from builder_resource.store.http import RetryPolicy
 from builder_resource.store.registry import RegistryStore
-from fixtures.http_fakes import Fault
+from fixtures.http_fakes import FakeRegistry, Fault
 from fixtures.registry_content import make_version
 
 pytestmark = pytest.mark.integration
@@ -125,3 +126,32 @@ def test_download_broken_midway_resumes_with_range(store, fault_proxy, sleeps):
     assert "Range" not in gets[0].headers
     assert gets[1].headers["Range"].startswith("bytes=") and gets[1].headers["Range"] != "bytes=0-"
     assert sleeps.delays == [0.5]
+
+
+def test_resume_when_the_server_ignores_range(sleeps):
+    """A server that answers a resumed GET with the whole body again: the bytes
+    already read are skipped, and the result still verifies."""
+    data = bytes(range(256)) * 8192  # 2 MiB
+    ranges: list[str | None] = []
+
+    def blob(h) -> None:
+        ranges.append(h.headers.get("Range"))
+        if len(ranges) > 1:
+            h.reply(200, data)
+            return
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data[: len(data) // 2])
+        h.wfile.flush()
+        time.sleep(0.3)
+        h.reset()
+
+    policy = RetryPolicy(tries=3, backoff=0.5, sleep=sleeps)
+    with FakeRegistry() as fake:
+        fake.route("GET", BLOB, blob)
+        with RegistryStore(f"{fake.host}/team/app", insecure=True, policy=policy) as store:
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            with store.open_blob(digest, len(data)) as stream:
+                assert stream.read() == data
+    assert ranges[0] is None and ranges[1] == f"bytes={1 << 20}-"

@@ -298,9 +298,16 @@ class RegistryStore:
             raise self._error(response, what)
         skip = offset
         while skip:  # the registry ignored Range: drop what was read already
-            data = response.raw.read(min(skip, CHUNK), decode_content=True)
+            try:
+                data = response.raw.read(min(skip, CHUNK), decode_content=True)
+            except _READ_ERRORS as e:
+                data = b""
+                reason = describe_exception(e)
+            else:
+                reason = "body ended early"
             if not data:
-                raise _Transient(f"registry {self.registry}: {what}: body ended early", None)
+                response.close()
+                raise _Transient(f"registry {self.registry}: {what}: {reason}")
             skip -= len(data)
         return response
 
