@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .certificates import trusted_certificates
 from .config import Source
 from .store import Store, open_store
 
 
 def store_for(source: Source, env: Mapping[str, str]) -> Store:
-    ca_certs = list(source.ca_certs)
-    if env.get("LOCAL_CA_CERTIFICATE"):
-        ca_certs.append(env["LOCAL_CA_CERTIFICATE"])
+    ca_certs = trusted_certificates(source.ca_certs, env)
     return open_store(
         source.repository,
         username=source.username,

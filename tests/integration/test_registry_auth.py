@@ -5,15 +5,16 @@ Bearer-token flow with a token server the tests run."""
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
+from builder_resource.certificates import trusted_certificates
 from builder_resource.errors import StoreError
 from builder_resource.oci.blobs import BytesBlob
 from builder_resource.oci.media_types import OCI_INDEX
 from builder_resource.store.http import RetryPolicy
 from builder_resource.store.registry import RegistryStore
-from builder_resource.store.tls import merge_ca_certs
 from builder_resource.store.transfer import parallel_push
 from fixtures.registry import PASSWORD, USER
 from fixtures.registry_content import make_version
@@ -55,7 +56,7 @@ def test_tls_with_ca_certs(tls_registry, repo_name):
 
 def test_tls_with_local_ca_certificate_variable(tls_registry, repo_name, monkeypatch):
     monkeypatch.setenv("LOCAL_CA_CERTIFICATE", tls_registry.ca_pem)
-    ca_certs = merge_ca_certs([])
+    ca_certs = trusted_certificates([], os.environ)
     assert ca_certs == [tls_registry.ca_pem.strip() + "\n"]
     with RegistryStore(tls_registry.repository(repo_name), ca_certs=ca_certs, policy=FAST) as store:
         round_trip(store, "env")

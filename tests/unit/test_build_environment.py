@@ -24,7 +24,6 @@ from builder_resource.build import privileges
 from builder_resource.build.buildah import Buildah
 from builder_resource.build.certificates import (
     SystemStore,
-    extra_certificates,
     install_into_system_store,
     trust_extra_cas,
     wants_system_install,
@@ -32,6 +31,7 @@ from builder_resource.build.certificates import (
 from builder_resource.build.credentials import auth_key, docker_config
 from builder_resource.build.environment import prepare_build
 from builder_resource.build.img import Img
+from builder_resource.certificates import trusted_certificates
 from builder_resource.config import RegistryCredential, Source
 from builder_resource.errors import BuildError, ConfigError
 from fixtures.pki import make_ca
@@ -207,14 +207,14 @@ def test_the_pipeline_may_still_override_a_ca_variable(
 
 def test_a_value_with_several_certificates_and_duplicates(ca_pems: tuple[str, str]) -> None:
     first, second = ca_pems
-    found = extra_certificates([first + "\n" + second, first], {"LOCAL_CA_CERTIFICATE": second})
+    found = trusted_certificates([first + "\n" + second, first], {"LOCAL_CA_CERTIFICATE": second})
     assert found == [first, second]
 
 
 def test_crlf_and_indentation_are_normalised(ca_pems: tuple[str, str]) -> None:
     first = ca_pems[0]
     mangled = "  " + first.replace("\n", "\r\n    ")
-    assert extra_certificates([mangled], {}) == [first]
+    assert trusted_certificates([mangled], {}) == [first]
 
 
 @pytest.mark.parametrize(
@@ -231,7 +231,7 @@ def test_crlf_and_indentation_are_normalised(ca_pems: tuple[str, str]) -> None:
 )
 def test_a_bad_certificate_is_named(ca_certs: list[str], env: dict[str, str], where: str) -> None:
     with pytest.raises(ConfigError, match=rf"^{where.replace('[', '.').replace(']', '.')}"):
-        extra_certificates(ca_certs, env)
+        trusted_certificates(ca_certs, env)
 
 
 def test_system_store_is_left_alone_unless_the_image_opts_in() -> None:

@@ -16,7 +16,7 @@ from builder_resource.store.auth import Challenge, _covers, parse_challenges
 from builder_resource.store.http import RetryPolicy, error_summary, retry_after_seconds
 from builder_resource.store.progress import Progress
 from builder_resource.store.registry import check_reference, next_link, parse_repository
-from builder_resource.store.tls import ca_bundle_file, merge_ca_certs, split_pem
+from builder_resource.store.tls import ca_bundle_file
 from builder_resource.store.transfer import parallel
 
 
@@ -168,18 +168,6 @@ def test_progress_is_quiet_when_quick_and_periodic_when_slow(caplog):
 # -- CA bundles ------------------------------------------------------------------
 
 FAKE_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-
-
-def test_merge_ca_certs_splits_and_dedupes():
-    two = FAKE_PEM + FAKE_PEM.replace("MIIB", "MIIC")
-    merged = merge_ca_certs([FAKE_PEM], {"LOCAL_CA_CERTIFICATE": two})
-    assert merged == [FAKE_PEM, FAKE_PEM.replace("MIIB", "MIIC")]
-    assert merge_ca_certs([], {}) == []
-    assert split_pem("no certs here") == []
-    with pytest.raises(ConfigError, match=r"ca_certs\[1\] holds no PEM"):
-        merge_ca_certs([FAKE_PEM, "garbage"], {})
-    with pytest.raises(ConfigError, match="LOCAL_CA_CERTIFICATE"):
-        merge_ca_certs([], {"LOCAL_CA_CERTIFICATE": "garbage"})
 
 
 def test_ca_bundle_refuses_a_broken_certificate():

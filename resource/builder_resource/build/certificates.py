@@ -17,27 +17,22 @@ Two mechanisms, because no single one reaches every tool:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import logging
 import os
-import re
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BuildError, ConfigError
+from ..certificates import trusted_certificates
+from ..errors import BuildError
 
 log = logging.getLogger(__name__)
 
-LOCAL_CA_VARIABLE = "LOCAL_CA_CERTIFICATE"
 INSTALL_VARIABLE = "BUILDER_RESOURCE_INSTALL_CAS"
 BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO")
 NODE_VARIABLE = "NODE_EXTRA_CA_CERTS"
-
-_PEM = re.compile(r"-----BEGIN CERTIFICATE-----\s*([A-Za-z0-9+/=\s]+?)\s*-----END CERTIFICATE-----")
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
@@ -50,40 +45,6 @@ class SystemStore:
     local_dir: Path = Path("/usr/local/share/ca-certificates")
     bundle: Path = Path("/etc/ssl/certs/ca-certificates.crt")
     update: tuple[str, ...] = ("update-ca-certificates",)
-
-
-def extra_certificates(ca_certs: Sequence[str], env: Mapping[str, str]) -> list[str]:
-    """Every certificate of ``source.ca_certs`` and ``LOCAL_CA_CERTIFICATE`` as
-    one normalised PEM block each, duplicates dropped, in order."""
-    found: list[str] = []
-    named = [(f"source.ca_certs[{i}]", text) for i, text in enumerate(ca_certs)]
-    if env.get(LOCAL_CA_VARIABLE, "").strip():
-        named.append((LOCAL_CA_VARIABLE, env[LOCAL_CA_VARIABLE]))
-    for where, text in named:
-        for pem in split_pem(text, where):
-            if pem not in found:
-                found.append(pem)
-    return found
-
-
-def split_pem(text: str, where: str) -> list[str]:
-    """The certificates in ``text``; a :class:`ConfigError` naming ``where``
-    if there is none or one is not base64."""
-    blocks = _PEM.findall(text)
-    if not blocks:
-        raise ConfigError(f"{where}: not a PEM certificate (-----BEGIN CERTIFICATE-----)")
-    out = []
-    for block in blocks:
-        body = "".join(block.split())
-        try:
-            base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError):
-            raise ConfigError(f"{where}: a certificate is not valid base64") from None
-        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-        out.append(
-            "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
-        )
-    return out
 
 
 def wants_system_install(env: Mapping[str, str], euid: int | None = None) -> bool:
@@ -155,7 +116,7 @@ def trust_extra_cas(
 ) -> dict[str, str]:
     """Do both, and return the variables for the build; nothing at all when
     there are no extra CAs. ``install`` defaults to :func:`wants_system_install`."""
-    pems = extra_certificates(ca_certs, env)
+    pems = trusted_certificates(ca_certs, env)
     if not pems:
         return {}
     store = system_store or SystemStore()

@@ -11,47 +11,15 @@ import atexit
 import contextlib
 import hashlib
 import os
-import re
 import ssl
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigError
 
-#: Concourse's convention for a CA that every resource and task should trust.
-CA_ENV = "LOCAL_CA_CERTIFICATE"
 SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
-
-_PEM = re.compile(
-    r"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.DOTALL
-)
 _bundles: dict[str, str] = {}
-
-
-def split_pem(text: str) -> list[str]:
-    """Each certificate of a PEM text, in order (a variable may hold a chain)."""
-    return [m.group(0) + "\n" for m in _PEM.finditer(text)]
-
-
-def merge_ca_certs(
-    configured: Iterable[str] = (), environ: Mapping[str, str] | None = None
-) -> list[str]:
-    """``source.ca_certs`` plus ``$LOCAL_CA_CERTIFICATE``, one certificate per entry,
-    duplicates dropped. An entry that holds no certificate is an error naming it."""
-    environ = os.environ if environ is None else environ
-    out: list[str] = []
-    sources = [(f"ca_certs[{i}]", pem) for i, pem in enumerate(configured)]
-    if environ.get(CA_ENV, "").strip():
-        sources.append((CA_ENV, environ[CA_ENV]))
-    for name, text in sources:
-        certs = split_pem(text)
-        if not certs:
-            raise ConfigError(f"{name} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
-        for cert in certs:
-            if cert not in out:
-                out.append(cert)
-    return out
 
 
 def check_certificates(ca_certs: Sequence[str]) -> None:
