@@ -117,3 +117,19 @@ def test_a_corrupt_blob_fails_the_write(tmp_path: Path) -> None:
             image.manifest,
             lambda d: store.open_blob(d.digest, d.size),
         )
+
+
+def test_a_docker_archive_layer_must_match_its_diff_id(tmp_path: Path) -> None:
+    write_docker_archive(tmp_path / "x.tar", LAYERS)
+    image = read_image_archive(tmp_path / "x.tar")
+    assert image is not None
+    # Flip one byte of the first layer inside the archive.
+    section = image.layers[0].source
+    with open(tmp_path / "x.tar", "r+b") as f:
+        f.seek(section.offset + 600)  # type: ignore[attr-defined]
+        byte = f.read(1)
+        f.seek(section.offset + 600)  # type: ignore[attr-defined]
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(DigestMismatchError, match="layer"):
+        prepare_image(image, tmp_path)
+    assert not list(tmp_path.glob("*.gz"))

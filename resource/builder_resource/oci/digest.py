@@ -92,6 +92,12 @@ class VerifyingReader:
     def close(self) -> None:
         self._raw.close()
 
+    def __enter__(self) -> VerifyingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class HashingWriter:
     """A write-only stream that hashes and counts what goes through it to ``target``."""
