@@ -4,6 +4,7 @@ opt/resource/* driven the way Concourse drives them, with buildah building."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -225,3 +226,65 @@ def test_get_of_a_vanished_version_fails(published: dict, tmp_path: Path) -> Non
     assert result.returncode == 1
     assert "version 0.0.1" in result.error_line and "no longer exists" in result.error_line
     assert "Traceback" not in result.stderr
+
+
+def _raw_digest(reference: str) -> str:
+    import hashlib
+
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", reference], capture_output=True, check=True
+    ).stdout
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+@pytest.mark.parametrize("fmt", ["docker", "oci", "oci-layout"])
+def test_every_tool_reads_the_tarballs(published: dict, tmp_path: Path, fmt: str) -> None:
+    """skopeo (and buildah, for docker) read each format, and the image's digest in
+    it is the one stored."""
+    concourse: Concourse = published["concourse"]
+    dest = tmp_path / "get"
+    params = {"format": fmt, "images": ["greeter", "hello"]}
+    result = concourse.get(published["source"], published["version"], params, dest)
+    assert result.returncode == 0, result.stderr
+    for name in ("hello", "greeter"):
+        archive = dest / "release" / f"{name}.tar"
+        stored = (dest / "images" / name / "digest").read_text()
+        if fmt == "oci-layout":
+            assert _raw_digest(f"oci:{archive}") == stored
+            continue
+        assert _raw_digest(f"oci-archive:{archive}") == stored
+        copies = ["oci-archive"] + (["docker-archive"] if fmt == "docker" else [])
+        for transport in copies:
+            subprocess.run(
+                [
+                    "skopeo",
+                    "copy",
+                    "-q",
+                    f"{transport}:{archive}",
+                    f"oci:{tmp_path}/{name}-{transport}:x",
+                ],
+                check=True,
+                capture_output=True,
+            )
+    if fmt == "docker":
+        env = {**os.environ, "STORAGE_DRIVER": "vfs"}
+        archive = dest / "release" / "hello.tar"
+        pulled = subprocess.run(
+            ["buildah", "pull", "-q", f"docker-archive:{archive}"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        assert pulled.returncode == 0, pulled.stderr
+        image_id = pulled.stdout.strip().splitlines()[-1]
+        config = json.loads(
+            subprocess.run(
+                ["buildah", "inspect", "--type", "image", image_id],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            ).stdout
+        )
+        assert "GREETING=hello" in config["OCIv1"]["config"]["Env"]
