@@ -42,6 +42,9 @@ def _dispatch(step: str, args: list[str], payload: Any) -> Any:
     from .errors import ConfigError
 
     env = dict(os.environ)
+    # pydantic scans every installed distribution for plugins when it builds its
+    # first model; we use none. Set after ``env`` is taken: the build keeps its own.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     if step == "check":
         from . import check
 
