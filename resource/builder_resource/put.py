@@ -10,10 +10,11 @@ from typing import Any
 
 from . import release as rel
 from .build import git
+from .build.builders import Builder
 from .build.collect import collect
 from .build.command import run_build_command
 from .build.environment import prepare_build
-from .config import OutRequest, PutParams, Source, Tag, parse_request
+from .config import OutRequest, PutParams, Tag, parse_request
 from .errors import ConfigError, StoreError
 from .oci.manifest import image_config_summary
 from .oci.prepare import prepare_image
@@ -44,45 +45,63 @@ def run(payload: Any, sources: Path, env: dict[str, str]) -> dict[str, Any]:
 
     with prepare_build(source, {**source.env, **params.env}, env) as (builder, build_env):
         run_build_command(params.command or source.command, context, build_env)
-
         output = context / (params.output or source.output)
-        for reference in source.images:
-            destination = output / f"{_last_component(reference)}.tar"
-            output.mkdir(parents=True, exist_ok=True)
-            log.info("saving %s to %s", reference, destination.relative_to(context))
-            builder.save_image(reference, destination, build_env)
+        _save_images(builder, source.images, output, build_env)
 
     with tempfile.TemporaryDirectory(prefix="builder-put-") as scratch:
-        collected = collect(output, Path(scratch))
-        images = []
-        for found in collected.images:
-            prepared = prepare_image(found.image, Path(scratch))
-            summary = _config_summary(prepared, found.path)
-            platform = {"os": summary["os"], "architecture": summary["architecture"]}
-            if summary["variant"]:
-                platform["variant"] = summary["variant"]
-            images.append(
-                rel.ReleaseImage(found.name, found.path, prepared, found.image.repo_tags, platform)
-            )
-        release = rel.Release(
-            tuple(images),
-            collected.files,
-            _annotations(tag, now, revision, context, env),
-        )
-        encoded = rel.encode(release)
-        digest = publish(store, encoded, tag)
+        release = _release(output, Path(scratch), _annotations(tag, now, revision, context, env))
+        digest = publish(store, rel.encode(release), tag)
 
     log.info("published %s@%s as %s", store.location, digest, tag)
+    return {
+        "version": {"tag": tag, "digest": digest},
+        "metadata": _metadata(tag, release, builder.name, revision),
+    }
+
+
+def _save_images(
+    builder: Builder, references: list[str], output: Path, env: dict[str, str]
+) -> None:
+    """``source.images``: save each from the builder's store as ``<name>.tar``."""
+    for reference in references:
+        output.mkdir(parents=True, exist_ok=True)
+        destination = output / f"{_last_component(reference)}.tar"
+        log.info("saving %s to %s", reference, destination)
+        builder.save_image(reference, destination, env)
+
+
+def _release(output: Path, scratch: Path, annotations: dict[str, str]) -> rel.Release:
+    """What the output directory holds, as a release ready to encode."""
+    collected = collect(output, scratch)
+    images = []
+    for found in collected.images:
+        prepared = prepare_image(found.image, scratch)
+        with prepared.config.open() as f:
+            summary = image_config_summary(f.read(16 << 20))
+        platform = {"os": summary["os"], "architecture": summary["architecture"]}
+        if summary["variant"]:
+            platform["variant"] = summary["variant"]
+        images.append(
+            rel.ReleaseImage(found.name, found.path, prepared, found.image.repo_tags, platform)
+        )
+    return rel.Release(tuple(images), collected.files, annotations)
+
+
+def _metadata(
+    tag: str, release: rel.Release, builder: str, revision: str | None
+) -> list[dict[str, str]]:
     metadata = [{"name": "tag", "value": tag}]
-    metadata += [{"name": f"image {i.name}", "value": i.image.manifest_digest} for i in images]
     metadata += [
-        {"name": "files", "value": str(collected.files.count)},
-        {"name": "files bytes", "value": str(collected.files.size)},
-        {"name": "builder", "value": builder.name},
+        {"name": f"image {i.name}", "value": i.image.manifest_digest} for i in release.images
+    ]
+    metadata += [
+        {"name": "files", "value": str(release.files.count)},
+        {"name": "files bytes", "value": str(release.files.size)},
+        {"name": "builder", "value": builder},
     ]
     if revision:
         metadata.append({"name": "revision", "value": revision})
-    return {"version": {"tag": tag, "digest": digest}, "metadata": metadata}
+    return metadata
 
 
 def _context(sources: Path, relative: str) -> Path:
@@ -132,11 +151,6 @@ def _last_component(reference: str) -> str:
     return last.split(":", 1)[0]
 
 
-def _config_summary(image: Any, where: str) -> dict[str, Any]:
-    with image.config.open() as f:
-        return image_config_summary(f.read(16 << 20))
-
-
 def _annotations(
     tag: str, now: datetime, revision: str | None, context: Path, env: dict[str, str]
 ) -> dict[str, str]:
@@ -155,6 +169,3 @@ def _annotations(
     if "BUILD_URL" not in env and env.get("ATC_EXTERNAL_URL") and env.get("BUILD_ID"):
         out[BUILD_ANNOTATIONS["BUILD_URL"]] = f"{env['ATC_EXTERNAL_URL']}/builds/{env['BUILD_ID']}"
     return out
-
-
-__all__ = ["Source", "run"]
