@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
 import threading
 import time
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import requests
@@ -30,59 +28,16 @@ from .http import (
     is_transient,
     is_transient_error,
 )
+from .wire import (  # the pure pieces, shared with check's light client
+    EXPIRY_MARGIN,
+    MIN_TOKEN_SECONDS,
+    Challenge,
+    parse_challenges,
+    pick_challenge,
+    repository_scope,  # noqa: F401 (re-exported)
+)
 
 log = logging.getLogger("builder_resource.store")
-
-#: Token lifetime assumed when the server gives none, and the floor the spec sets.
-MIN_TOKEN_SECONDS = 60
-#: Renew a token this long before it expires, so a request never carries a stale one.
-EXPIRY_MARGIN = 10
-
-
-@dataclass(frozen=True)
-class Challenge:
-    """One challenge of a ``WWW-Authenticate`` header: ``Bearer realm=...``."""
-
-    scheme: str  # lower case: "basic" or "bearer" (others are kept but unused)
-    params: dict[str, str] = field(default_factory=dict)
-
-
-_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_SCHEME = re.compile(rf"\s*({_TOKEN})(?=\s|$|,)")
-# Unquoted values are read up to a comma or space: lenient about realms like
-# ``realm=https://a/t`` that some servers send unquoted.
-_PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))\s*,?')
-
-
-def parse_challenges(header: str) -> list[Challenge]:
-    """Every challenge of a ``WWW-Authenticate`` value. Commas inside quoted values
-    (``scope="repository:a:pull,push"``) stay where they belong."""
-    out: list[Challenge] = []
-    pos = 0
-    header = header or ""
-    while pos < len(header):
-        while pos < len(header) and header[pos] in " ,":
-            pos += 1
-        scheme = _SCHEME.match(header, pos)
-        if not scheme:
-            break
-        pos = scheme.end()
-        params: dict[str, str] = {}
-        while True:
-            param = _PARAM.match(header, pos)
-            if not param:
-                break
-            # A token followed by a space and another token is the next scheme.
-            value = param.group(2)
-            value = re.sub(r"\\(.)", r"\1", value) if value is not None else param.group(3)
-            params[param.group(1).lower()] = value
-            pos = param.end()
-        out.append(Challenge(scheme.group(1).lower(), params))
-    return out
-
-
-def repository_scope(name: str, *actions: str) -> str:
-    return f"repository:{name}:{','.join(actions)}"
 
 
 def _split_scope(scope: str) -> tuple[str, frozenset[str]]:
@@ -195,12 +150,7 @@ class Authenticator:
     # -- internals ---------------------------------------------------------------
 
     def _pick(self, response: requests.Response) -> Challenge | None:
-        challenges = parse_challenges(response.headers.get("WWW-Authenticate", ""))
-        for scheme in ("bearer", "basic"):
-            for challenge in challenges:
-                if challenge.scheme == scheme:
-                    return challenge
-        return None
+        return pick_challenge(parse_challenges(response.headers.get("WWW-Authenticate", "")))
 
     def _basic(self) -> str:
         raw = f"{self._username}:{self._password}".encode()

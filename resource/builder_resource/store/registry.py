@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from urllib.parse import urlencode, urljoin
 import requests
 import urllib3
 
-from ..errors import ConfigError, DigestMismatchError, ImageError, NotFoundError, StoreError
+from ..errors import DigestMismatchError, ImageError, NotFoundError, StoreError
 from ..oci.blobs import BlobSource
 from ..oci.digest import CHUNK, DIGEST_PATTERN, VerifyingReader, check_digest, sha256_digest
 from ..oci.media_types import ALL_MANIFESTS, MANIFEST_ACCEPT
@@ -41,6 +40,7 @@ from .http import (
     make_session,
 )
 from .progress import Progress, human
+from .wire import check_reference, next_link, parse_repository
 
 log = logging.getLogger("builder_resource.store")
 
@@ -48,52 +48,6 @@ log = logging.getLogger("builder_resource.store")
 MAX_MANIFEST = 16 << 20
 #: A registry that keeps answering "next page" is looping.
 MAX_TAG_PAGES = 10_000
-
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-_HOST = re.compile(
-    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$"
-)
-_NAME_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*?\brel\s*=\s*"?next"?', re.IGNORECASE)
-
-
-def parse_repository(repository: str) -> tuple[str, str]:
-    """``host[:port]/path`` → (host[:port], path), refusing what the distribution
-    API would refuse later with a less readable message."""
-    text = repository.strip()
-    if "://" in text:
-        raise ConfigError(
-            f"repository {text!r}: write host[:port]/path without a scheme "
-            "(insecure: true allows plain HTTP)"
-        )
-    host, sep, name = text.partition("/")
-    if not sep or not name or not _HOST.match(host):
-        raise ConfigError(f"repository {text!r}: expected host[:port]/path")
-    if "@" in name or ":" in name:
-        raise ConfigError(f"repository {text!r}: must not carry a tag or digest")
-    for part in name.split("/"):
-        if not _NAME_COMPONENT.match(part):
-            raise ConfigError(
-                f"repository {text!r}: invalid path component {part!r} "
-                "(lower-case letters and digits, separated by '.', '_', '__' or '-')"
-            )
-    return host, name
-
-
-def check_reference(reference: str) -> str:
-    """A tag or a sha256 digest; anything else would be spliced into a URL."""
-    if DIGEST_PATTERN.match(reference) or _TAG.match(reference):
-        return reference
-    raise StoreError(f"invalid tag or digest {reference!r}")
-
-
-def next_link(header: str | None) -> str | None:
-    """The target of ``Link: <url>; rel="next"``, if any."""
-    if not header:
-        return None
-    match = _LINK_NEXT.search(header)
-    return match.group(1) if match else None
 
 
 def short(digest: str) -> str:
