@@ -1,0 +1,210 @@
+"""Running processes with a stopwatch: the resource as Concourse runs it, the peers
+as a release engineer would, and the Python environment the resource runs in.
+
+Wall time is measured around the whole process, from before ``Popen`` to its
+exit. Peak RSS comes from GNU ``/usr/bin/time -f %M``: the rusage of a process we
+fork ourselves would inherit this (large) Python's peak across ``exec`` (Linux
+keeps the pre-exec high-water mark), while ``time`` is small.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "opt" / "resource"
+GNU_TIME = "/usr/bin/time"
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+BUILD_ENV = {
+    "BUILD_ID": "12345678",
+    "BUILD_NAME": "42",
+    "BUILD_JOB_NAME": "build",
+    "BUILD_PIPELINE_NAME": "app",
+    "BUILD_TEAM_NAME": "main",
+    "ATC_EXTERNAL_URL": "https://ci.example.org",
+}
+
+
+class StepFailed(RuntimeError):
+    """A process under measurement exited non-zero."""
+
+
+@dataclass
+class Timed:
+    wall: float  # seconds
+    rss_mib: float | None
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_timed(
+    argv: list[str],
+    *,
+    stdin: bytes = b"",
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    rss: bool = True,
+    timeout: float = 1800,
+    check: bool = True,
+) -> Timed:
+    """Run ``argv`` to its end; wall seconds and (with ``rss``) peak RSS in MiB."""
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
+        rss_file = Path(scratch) / "rss"
+        full = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *argv] if rss else argv
+        with open(Path(scratch) / "out", "w+b") as out, open(Path(scratch) / "err", "w+b") as err:
+            start = time.perf_counter()
+            process = subprocess.Popen(
+                full, stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=cwd, env=env
+            )
+            try:
+                if stdin:
+                    process.stdin.write(stdin)  # type: ignore[union-attr]
+                process.stdin.close()  # type: ignore[union-attr]
+                returncode = process.wait(timeout)
+            except BaseException:
+                process.kill()
+                process.wait()
+                raise
+            wall = time.perf_counter() - start
+            out.seek(0)
+            err.seek(0)
+            stdout = out.read().decode(errors="replace")
+            stderr = err.read().decode(errors="replace")
+        peak = None
+        if rss and rss_file.is_file():
+            lines = rss_file.read_text().split()
+            if lines and lines[-1].isdigit():
+                peak = int(lines[-1]) / 1024
+    result = Timed(wall, peak, returncode, stdout, stderr)
+    if check and returncode != 0:
+        tail = "\n".join(stderr.splitlines()[-15:])
+        raise StepFailed(f"{' '.join(argv[:3])}... exited {returncode}:\n{tail}")
+    return result
+
+
+def go_json(request: dict[str, Any]) -> bytes:
+    """Marshal like the ATC: source, params, version; omit empty ones; no newline."""
+    ordered: dict[str, Any] = {"source": request.get("source")}
+    for key in ("params", "version"):
+        if request.get(key):
+            ordered[key] = request[key]
+    return json.dumps(ordered, separators=(",", ":")).encode()
+
+
+@dataclass
+class Resource:
+    """Runs ``opt/resource/{check,in,out}`` as Concourse does: a clean
+    environment, ``$1`` the directory (and cwd), the request on stdin."""
+
+    python: str
+    home: Path
+
+    def env(self, build: bool) -> dict[str, str]:
+        env = {
+            "PATH": SYSTEM_PATH,
+            "HOME": str(self.home),
+            "LANG": "C.UTF-8",
+            "BUILDER_RESOURCE_PYTHON": self.python,
+        }
+        if build:
+            env.update(BUILD_ENV)
+        return env
+
+    def run(
+        self, step: str, request: dict[str, Any], directory: Path | None = None, rss: bool = True
+    ) -> Timed:
+        self.home.mkdir(parents=True, exist_ok=True)
+        argv = [str(SCRIPTS / step)]
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            argv.append(str(directory))
+        return run_timed(
+            argv,
+            stdin=go_json(request),
+            cwd=directory or self.home,
+            env=self.env(build=step != "check"),
+            rss=rss,
+        )
+
+
+def peer_env(home: Path) -> dict[str, str]:
+    """What skopeo, umoci and tar get: a clean environment too."""
+    home.mkdir(parents=True, exist_ok=True)
+    return {"PATH": SYSTEM_PATH, "HOME": str(home), "LANG": "C.UTF-8"}
+
+
+# --- the resource's Python --------------------------------------------------------------
+
+
+def project_dependencies() -> list[str]:
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return list(tomllib.load(f)["project"]["dependencies"])
+
+
+def ensure_venv(venv: Path, log: Any = print) -> Path:
+    """A virtualenv like the resource image's, with the package's dependencies
+    from PyPI (the package itself comes from the checkout: the wrapper scripts put
+    ``resource/`` on ``PYTHONPATH``). Rebuilt when the dependencies change."""
+    deps = project_dependencies()
+    stamp = venv / (".deps-" + hashlib.sha256("\n".join(deps).encode()).hexdigest()[:12])
+    python = venv / "bin" / "python"
+    if stamp.is_file() and python.exists():
+        return python
+    log(f"creating {venv} with {', '.join(deps)} ...")
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *deps],
+        check=True,
+    )
+    for old in venv.glob(".deps-*"):
+        old.unlink()
+    stamp.write_text("\n".join(deps) + "\n")
+    return python
+
+
+def python_description(python: str) -> str:
+    """``3.11.7 (/path/to/python), isal 1.9.1, ...``: what the resource ran with."""
+    code = (
+        "import sys, importlib.metadata as m\n"
+        "names = ('pydantic', 'requests', 'urllib3', 'isal', 'zstandard')\n"
+        "def v(n):\n"
+        "    try:\n        return m.version(n)\n"
+        "    except Exception:\n        return 'missing'\n"
+        "print(sys.version.split()[0], sys.prefix, *(f'{n}={v(n)}' for n in names))"
+    )
+    done = subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, check=True, env={"PATH": SYSTEM_PATH}
+    )
+    version, prefix, *packages = done.stdout.split()
+    return f"Python {version} ({python}, prefix {prefix}); {' '.join(packages)}"
+
+
+def tool_version(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    except OSError:
+        return "missing"
+    text = (done.stdout or done.stderr).strip().splitlines()
+    return text[0] if text else "?"
+
+
+def remove_tree(path: Path) -> None:
+    """``rm -rf`` (faster than shutil.rmtree for big trees, and not timed anyway)."""
+    if os.path.lexists(path):
+        subprocess.run(["rm", "-rf", "--", str(path)], check=True)

@@ -1,0 +1,121 @@
+"""Fresh registries for the benchmark: Debian's ``docker-registry`` (distribution
+2.8) on 127.0.0.1, a free port, plain HTTP, its storage in a directory of its own.
+
+A small copy of ``tests/fixtures/registry.py``'s ``start_registry`` without
+pytest, and quiet (no access log) so that logging costs neither side CPU.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+REGISTRY_BIN = "docker-registry"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Registry:
+    host: str  # 127.0.0.1:port
+    root: Path
+    process: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def stop(self, remove: bool = True) -> None:
+        """Stop the registry and, by default, remove its storage."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if remove:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def get_manifest(self, repository: str, reference: str, accept: str = OCI_INDEX) -> bytes:
+        request = urllib.request.Request(
+            f"{self.url}/v2/{repository}/manifests/{reference}", headers={"Accept": accept}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.read()
+
+    def put_manifests(
+        self, repository: str, references: list[str], body: bytes, media_type: str = OCI_INDEX
+    ) -> None:
+        """PUT the same manifest under each reference, on one keep-alive connection."""
+        connection = http.client.HTTPConnection(self.host, timeout=30)
+        try:
+            for reference in references:
+                connection.request(
+                    "PUT",
+                    f"/v2/{repository}/manifests/{reference}",
+                    body=body,
+                    headers={"Content-Type": media_type},
+                )
+                response = connection.getresponse()
+                response.read()
+                if response.status != 201:
+                    raise RuntimeError(f"PUT manifest {reference}: HTTP {response.status}")
+        finally:
+            connection.close()
+
+
+def start_registry(root: Path, timeout: float = 20.0) -> Registry:
+    """Start docker-registry with its config and storage under ``root`` and wait
+    until ``GET /v2/`` answers."""
+    root.mkdir(parents=True, exist_ok=True)
+    host = f"127.0.0.1:{free_port()}"
+    config = {
+        "version": 0.1,
+        "log": {"level": "error", "formatter": "text", "accesslog": {"disabled": True}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(root / "storage")},
+            "delete": {"enabled": True},
+            "maintenance": {"uploadpurging": {"enabled": False}},
+        },
+        "http": {"addr": host, "secret": "builder-resource-bench"},
+    }
+    config_path = root / "config.yml"
+    config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    log = root / "registry.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [shutil.which(REGISTRY_BIN) or REGISTRY_BIN, "serve", str(config_path)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    registry = Registry(host, root, process)
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"docker-registry exited:\n{log.read_text(errors='replace')}")
+        try:
+            urllib.request.urlopen(f"{registry.url}/v2/", timeout=1).close()
+            return registry
+        except urllib.error.HTTPError:
+            return registry
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            registry.stop()
+            raise RuntimeError(f"docker-registry did not answer within {timeout} s")
+        time.sleep(0.02)
