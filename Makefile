@@ -114,3 +114,14 @@ fly-execute:
 	  -o release=$(CURDIR)/release \
 	  -v task_image=$(TASK_IMAGE) -v task_image_tag=$(TASK_IMAGE_TAG) \
 	  -v spruce_sha256=$(SPRUCE_SHA256)
+
+# Benchmarks against skopeo and umoci on this machine (issue 6; see README
+# "Performance"): make bench BENCH_ARGS='--pairs 5 --size-mib 200 --only put,check'.
+# bench-smoke: a tiny image and 1 pair, to see that every measure runs.
+BENCH_ARGS ?=
+.PHONY: bench bench-smoke
+bench: deb-deps
+	$(PYTHON) -m bench.run $(BENCH_ARGS)
+
+bench-smoke: deb-deps
+	$(PYTHON) -m bench.run --smoke $(BENCH_ARGS)
