@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - depends on the machine
     _gzip_impl = zlib  # type: ignore[assignment]
     GZIP_BACKEND = "zlib"
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MiB = 1 << 20
 BLOCK = MiB
 TEXT_FILE_SIZE = 8 * MiB
@@ -109,6 +109,7 @@ def ensure(spec: ImageSpec, cache: Path, log: Callable[[str], None] = print) -> 
     directory = cache / f"{spec.name}-{spec.key()}"
     meta = directory / "meta.json"
     if not meta.is_file():
+        _prune(cache)
         log(f"generating image {spec.name} into {directory} ...")
         tmp = cache / f".{directory.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -131,6 +132,19 @@ def ensure(spec: ImageSpec, cache: Path, log: Callable[[str], None] = print) -> 
     )
 
 
+def _prune(cache: Path) -> None:
+    """Remove images an older generator made: they would never be used again."""
+    if not cache.is_dir():
+        return
+    for old in cache.glob("*/meta.json"):
+        try:
+            version = json.loads(old.read_text()).get("generator")
+        except (OSError, ValueError):
+            version = None
+        if version != GENERATOR_VERSION:
+            shutil.rmtree(old.parent, ignore_errors=True)
+
+
 # --- content --------------------------------------------------------------------------
 
 
@@ -141,13 +155,14 @@ def _random_chunks(size: int, seed: int) -> Iterator[bytes]:
         yield hashlib.shake_128(b"%d/%d" % (seed, number)).digest(todo)
 
 
-def _vocabulary(rng: random.Random) -> list[str]:
+def _vocabulary(rng: random.Random, size: int = 30000) -> list[str]:
     letters = string.ascii_lowercase
-    return ["".join(rng.choices(letters, k=rng.randint(2, 10))) for _ in range(4000)]
+    return ["".join(rng.choices(letters, k=rng.randint(2, 10))) for _ in range(size)]
 
 
 def _text_chunks(size: int, seed: int) -> Iterator[bytes]:
-    """Log-like lines from a fixed vocabulary (gzip ratio about 0.5)."""
+    """Log-like lines: a fixed vocabulary, trace ids, latencies and addresses
+    (gzip ratio about 0.45 at isal level 1, 0.44 at zlib level 6)."""
     rng = random.Random(seed)
     words = _vocabulary(rng)
     levels = ("INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR")
@@ -161,7 +176,9 @@ def _text_chunks(size: int, seed: int) -> Iterator[bytes]:
             lines.append(
                 f"2024-05-01T{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:"
                 f"{seconds % 60:02d}Z {rng.choice(levels)} worker-{rng.randrange(64)} "
-                f"req={line:08x} " + " ".join(rng.choices(words, k=rng.randint(5, 14)))
+                f"req={line:08x} id={rng.getrandbits(32):08x} took={rng.randrange(1, 5000)}ms "
+                f"ip=10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)} "
+                + " ".join(rng.choices(words, k=rng.randint(5, 14)))
             )
         chunk = ("\n".join(lines) + "\n").encode()[: size - produced]
         produced += len(chunk)
@@ -198,7 +215,7 @@ def _layer_entries(layer: LayerSpec) -> list[Entry]:
         return entries
     if layer.kind == "files":
         rng = random.Random(layer.seed)
-        words = _vocabulary(rng)
+        words = _vocabulary(rng, 4000)
         entries = [
             ("usr/", 0o755, 0, None),
             ("usr/share/", 0o755, 0, None),
@@ -419,6 +436,7 @@ def _generate(spec: ImageSpec, out: Path) -> None:
     (out / "meta.json").write_text(
         json.dumps(
             {
+                "generator": GENERATOR_VERSION,
                 "spec": asdict(spec),
                 "gzip": GZIP_BACKEND,
                 "blobs": kept,
