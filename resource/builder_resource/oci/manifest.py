@@ -74,17 +74,8 @@ def build_manifest(
     artifact_type: str | None = None,
     annotations: dict[str, str] | None = None,
 ) -> bytes:
-    body: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": media_type,
-        "config": config.to_json(),
-        "layers": [d.to_json() for d in layers],
-    }
-    if artifact_type:
-        body["artifactType"] = artifact_type
-    if annotations:
-        body["annotations"] = annotations
-    return canonical_json(body)
+    body = {"mediaType": media_type, "config": config.to_json()}
+    return _serialise(body, "layers", layers, artifact_type, annotations)
 
 
 def build_index(
@@ -92,11 +83,19 @@ def build_index(
     artifact_type: str | None = None,
     annotations: dict[str, str] | None = None,
 ) -> bytes:
-    body: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_INDEX,
-        "manifests": [d.to_json() for d in manifests],
-    }
+    return _serialise(
+        {"mediaType": mt.OCI_INDEX}, "manifests", manifests, artifact_type, annotations
+    )
+
+
+def _serialise(
+    body: dict[str, Any],
+    key: str,
+    descriptors: list[Descriptor],
+    artifact_type: str | None,
+    annotations: dict[str, str] | None,
+) -> bytes:
+    body = {"schemaVersion": 2, **body, key: [d.to_json() for d in descriptors]}
     if artifact_type:
         body["artifactType"] = artifact_type
     if annotations:
