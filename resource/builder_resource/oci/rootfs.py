@@ -39,16 +39,26 @@ import io
 import logging
 import os
 import stat
-import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ImageError
 from .compression import decompressing_reader
+from .tar_stream import (
+    BLKTYPE,
+    CHRTYPE,
+    DIRTYPE,
+    FIFOTYPE,
+    LNKTYPE,
+    REGTYPE,
+    SYMTYPE,
+    TarFormatError,
+    TarMember,
+    TarStream,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +155,17 @@ class LayerApplier:
         self._warned: set[str] = set()
         self._layer = 0
         self._placeholders = 0
+        self._buffer = memoryview(bytearray(CHUNK))
+        # Who owns what we create, unless told otherwise: ownership syscalls are
+        # skipped where they would change nothing.
+        self._euid, self._egid = os.geteuid(), os.getegid()
+        #: resolved directories with the setgid bit: what is created in them gets
+        #: their group, so ownership must always be set there
+        self._setgid: set[str] = set()
+        if os.stat(self._root).st_mode & stat.S_ISGID:
+            self._setgid.add("")
+        #: permission bits a new file gets as asked (umask); 0: always chmod
+        self._perm_mask = 0
 
     # --- layers ---------------------------------------------------------------
 
@@ -153,6 +174,8 @@ class LayerApplier:
         self._layer = index
         self._upper = set()
         self._placeholders = 0
+        umask = _umask()
+        self._perm_mask = 0 if umask is None else 0o777 & ~umask
         raw = (
             stream
             if isinstance(stream, io.BufferedReader)
@@ -161,15 +184,16 @@ class LayerApplier:
         entries = 0
         try:
             data = decompressing_reader(raw)
-            tar = _open_tar(data)
-            if tar is not None:
-                while True:
-                    member = tar.next()
-                    if member is None:
-                        break
-                    tar.members.clear()  # tarfile keeps every header otherwise
-                    entries += 1
-                    self._entry(member, tar)
+            if not hasattr(data, "readinto"):
+                data = io.BufferedReader(_RawReader(data), CHUNK)
+            tar = TarStream(data, self._buffer)
+            apply_entry = self._apply_entry
+            while (member := tar.next()) is not None:
+                entries += 1
+                try:
+                    apply_entry(member, tar)
+                except (_Refused, OSError, ValueError, OverflowError) as e:
+                    raise self._entry_error(member, e) from e
             # Read both streams to the end: the decompressor checks its trailer and
             # a verifying reader checks the digest only at EOF.
             while data.read(CHUNK):
@@ -178,7 +202,7 @@ class LayerApplier:
                 raise ImageError(f"layer {index}: data after the end of the compressed stream")
         except ImageError:
             raise
-        except tarfile.TarError as e:
+        except TarFormatError as e:
             raise ImageError(f"layer {index}: not a valid tar stream: {e}") from e
         except _CORRUPT as e:
             raise ImageError(f"layer {index}: corrupt layer data: {e}") from e
@@ -235,71 +259,77 @@ class LayerApplier:
 
     # --- entries --------------------------------------------------------------
 
-    def _entry(self, m: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
-        try:
-            self._apply_entry(m, tar)
-        except _Refused as e:
-            raise ImageError(f"layer {self._layer}: refusing entry {m.name!r}: {e}") from None
-        except (OSError, ValueError, OverflowError) as e:
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            raise ImageError(f"layer {self._layer}: entry {m.name!r}: {reason}") from e
+    def _entry_error(self, m: TarMember, e: Exception) -> ImageError:
+        if isinstance(e, _Refused):
+            return ImageError(f"layer {self._layer}: refusing entry {m.name!r}: {e}")
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        return ImageError(f"layer {self._layer}: entry {m.name!r}: {reason}")
 
-    def _apply_entry(self, m: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+    def _apply_entry(self, m: TarMember, tar: TarStream) -> None:
         parts = _clean(m.name)
         if not parts:
-            if m.type != tarfile.DIRTYPE:
+            if m.type != DIRTYPE:
                 raise _Refused("it would change the type of the root directory")
-            self._dir_metadata(m, "", self._root, existed=True)
+            self._dir_metadata(m, "", "", self._root, existed=True)
             return
         name = parts[-1]
-        for part in parts[:-1]:
-            if part.startswith(WHITEOUT_PREFIX):
-                raise _Refused(f"whiteout name {part!r} used as a directory")
-        if name.startswith(WHITEOUT_PREFIX):
-            self._whiteout(parts)
-            return
-        parent = self._resolve(parts[:-1], create=True)
-        assert parent is not None
+        if WHITEOUT_PREFIX in m.name:
+            for part in parts[:-1]:
+                if part.startswith(WHITEOUT_PREFIX):
+                    raise _Refused(f"whiteout name {part!r} used as a directory")
+            if name.startswith(WHITEOUT_PREFIX):
+                self._whiteout(parts)
+                return
+        del parts[-1]
+        key = "/".join(parts)
+        parent = self._resolved.get(key)
+        if parent is None:
+            parent = self._resolve(parts, create=True)
+            assert parent is not None
         rel = f"{parent}/{name}" if parent else name
         full = f"{self._root}/{rel}"
         kind = m.type
-        if kind in _REGULAR:
-            self._regular(m, tar, rel, full)
-        elif kind == tarfile.DIRTYPE:
-            self._directory(m, rel, full)
-            self._resolved["/".join(parts)] = rel
-        elif kind == tarfile.SYMTYPE:
-            self._symlink(m, rel, full)
-        elif kind == tarfile.LNKTYPE:
+        if kind == REGTYPE:
+            self._regular(m, tar, parent, rel, full)
+        elif kind == DIRTYPE:
+            self._directory(m, parent, rel, full)
+            self._resolved[f"{key}/{name}" if key else name] = rel
+        elif kind == SYMTYPE:
+            self._symlink(m, parent, rel, full)
+        elif kind == LNKTYPE:
             self._hardlink(m, rel, full)
-        elif kind in (tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE):
-            self._special(m, rel, full)
+        elif kind in (CHRTYPE, BLKTYPE, FIFOTYPE):
+            self._special(m, parent, rel, full)
         else:
             raise _Refused(f"unsupported tar entry type {kind!r}")
         upper = self._upper
-        while rel and rel not in upper:
-            upper.add(rel)
-            rel = rel.rpartition("/")[0]
+        upper.add(rel)
+        while parent and parent not in upper:
+            upper.add(parent)
+            parent = parent.rpartition("/")[0]
 
-    def _regular(self, m: tarfile.TarInfo, tar: tarfile.TarFile, rel: str, full: str) -> None:
-        fd = self._create_file(rel, full)
+    def _regular(self, m: TarMember, tar: TarStream, parent: str, rel: str, full: str) -> None:
+        mode = m.mode & 0o7777
+        try:
+            fd = os.open(full, _CREATE_FLAGS, mode & 0o777)
+        except FileExistsError:
+            fd = self._create_file(rel, full, mode & 0o777)
         try:
             if m.size:
-                src = tar.extractfile(m)
-                assert src is not None
-                read = src.read
-                while True:
-                    buf = read(CHUNK)
-                    if not buf:
-                        break
-                    view = memoryview(buf)
-                    while view:
-                        view = view[os.write(fd, view) :]
-            self._metadata_fd(fd, m)
+                tar.copy_data(fd)
+            if self._privileged and (
+                m.uid != self._euid or m.gid != self._egid or parent in self._setgid
+            ):
+                self._chown(fd, m)
+            if mode & self._perm_mask != mode:  # what open() could not set
+                os.fchmod(fd, mode)
+            if m.xattrs:
+                self._set_xattrs(fd, m)
+            os.utime(fd, ns=(m.atime_ns, m.mtime_ns))
         finally:
             os.close(fd)
 
-    def _directory(self, m: tarfile.TarInfo, rel: str, full: str) -> None:
+    def _directory(self, m: TarMember, parent: str, rel: str, full: str) -> None:
         existed = False
         try:
             os.mkdir(full, 0o700)
@@ -310,20 +340,22 @@ class LayerApplier:
             else:
                 self._clear(rel, full, st)
                 os.mkdir(full, 0o700)
-        self._dir_metadata(m, rel, full, existed=existed)
+        self._dir_metadata(m, parent, rel, full, existed=existed)
 
-    def _symlink(self, m: tarfile.TarInfo, rel: str, full: str) -> None:
+    def _symlink(self, m: TarMember, parent: str, rel: str, full: str) -> None:
         try:
             os.symlink(m.linkname, full)
         except FileExistsError:
             self._clear(rel, full, os.lstat(full))
             os.symlink(m.linkname, full)
-        if self._privileged:
+        if self._privileged and (
+            m.uid != self._euid or m.gid != self._egid or parent in self._setgid
+        ):
             self._chown(full, m, follow_symlinks=False)
         self._set_xattrs(full, m, follow_symlinks=False)
-        os.utime(full, ns=_times(m), follow_symlinks=False)
+        os.utime(full, ns=(m.atime_ns, m.mtime_ns), follow_symlinks=False)
 
-    def _hardlink(self, m: tarfile.TarInfo, rel: str, full: str) -> None:
+    def _hardlink(self, m: TarMember, rel: str, full: str) -> None:
         target_parts = _clean(m.linkname)
         if not target_parts:
             raise _Refused("hardlink to the root directory")
@@ -346,11 +378,11 @@ class LayerApplier:
             self._clear(rel, full, os.lstat(full))
             os.link(target, full, follow_symlinks=False)
 
-    def _special(self, m: tarfile.TarInfo, rel: str, full: str) -> None:
-        if m.type == tarfile.FIFOTYPE:
+    def _special(self, m: TarMember, parent: str, rel: str, full: str) -> None:
+        if m.type == FIFOTYPE:
             kind, dev = stat.S_IFIFO, 0
         elif self._privileged:
-            kind = stat.S_IFCHR if m.type == tarfile.CHRTYPE else stat.S_IFBLK
+            kind = stat.S_IFCHR if m.type == CHRTYPE else stat.S_IFBLK
             dev = os.makedev(m.devmajor, m.devminor)
         else:
             self._placeholder(m, rel, full)
@@ -370,14 +402,14 @@ class LayerApplier:
             self._chown(full, m, follow_symlinks=False)
         os.chmod(full, m.mode & 0o7777)  # just created: the final component is no symlink
         self._set_xattrs(full, m, follow_symlinks=False)
-        os.utime(full, ns=_times(m), follow_symlinks=False)
+        os.utime(full, ns=(m.atime_ns, m.mtime_ns), follow_symlinks=False)
 
-    def _placeholder(self, m: tarfile.TarInfo, rel: str, full: str) -> None:
+    def _placeholder(self, m: TarMember, rel: str, full: str) -> None:
         """An empty mode-0 file where a device node would be (umoci --rootless)."""
         fd = self._create_file(rel, full)
         try:
             os.fchmod(fd, 0)
-            os.utime(fd, ns=_times(m))
+            os.utime(fd, ns=(m.atime_ns, m.mtime_ns))
         finally:
             os.close(fd)
         self._placeholders += 1
@@ -485,6 +517,8 @@ class LayerApplier:
                 return None
             for depth in range(existing + 1, len(resolved) + 1):
                 os.mkdir("/".join((root, *resolved[:depth])), 0o777)
+                if "/".join(resolved[: depth - 1]) in self._setgid:  # inherited
+                    self._setgid.add("/".join(resolved[:depth]))
         rel = "/".join(resolved)
         self._resolved[key] = rel
         if plain:
@@ -492,12 +526,12 @@ class LayerApplier:
                 self._resolved.setdefault("/".join(parts[:depth]), "/".join(resolved[:depth]))
         return rel
 
-    def _create_file(self, rel: str, full: str) -> int:
+    def _create_file(self, rel: str, full: str, mode: int = 0o600) -> int:
         try:
-            return os.open(full, _CREATE_FLAGS, 0o600)
+            return os.open(full, _CREATE_FLAGS, mode)
         except FileExistsError:
             self._clear(rel, full, os.lstat(full))
-            return os.open(full, _CREATE_FLAGS, 0o600)
+            return os.open(full, _CREATE_FLAGS, mode)
 
     def _clear(self, rel: str, full: str, st: os.stat_result) -> None:
         """Remove what is at ``full`` without following it."""
@@ -517,6 +551,7 @@ class LayerApplier:
                 _rmdir(path)
                 continue
             self._dir_attrs.pop(r, None)
+            self._setgid.discard(r)
             stack.append((r, path, True))
             with _scandir(path) as it:
                 for e in it:
@@ -532,16 +567,12 @@ class LayerApplier:
 
     # --- metadata -------------------------------------------------------------
 
-    def _metadata_fd(self, fd: int, m: tarfile.TarInfo) -> None:
-        if self._privileged:
-            self._chown(fd, m)
-        os.fchmod(fd, m.mode & 0o7777)
-        if m.pax_headers:
-            self._set_xattrs(fd, m)
-        os.utime(fd, ns=_times(m))
-
-    def _dir_metadata(self, m: tarfile.TarInfo, rel: str, full: str, *, existed: bool) -> None:
-        if self._privileged:
+    def _dir_metadata(
+        self, m: TarMember, parent: str, rel: str, full: str, *, existed: bool
+    ) -> None:
+        if self._privileged and (
+            existed or m.uid != self._euid or m.gid != self._egid or parent in self._setgid
+        ):
             self._chown(full, m, follow_symlinks=False)
         mode = m.mode & 0o7777
         deferred: int | None = None
@@ -551,13 +582,16 @@ class LayerApplier:
             # keep it usable for the layers still to come; the real mode comes last
             os.chmod(full, mode | 0o700)
             deferred = mode
+        if mode & stat.S_ISGID:
+            self._setgid.add(rel)
+        else:
+            self._setgid.discard(rel)
         if existed:
             self._clear_xattrs(full, m)
         self._set_xattrs(full, m, follow_symlinks=False)
-        atime, mtime = _times(m)
-        self._dir_attrs[rel] = (deferred, atime, mtime)
+        self._dir_attrs[rel] = (deferred, m.atime_ns, m.mtime_ns)
 
-    def _chown(self, target: int | str, m: tarfile.TarInfo, follow_symlinks: bool = True) -> None:
+    def _chown(self, target: int | str, m: TarMember, follow_symlinks: bool = True) -> None:
         try:
             os.chown(target, m.uid, m.gid, follow_symlinks=follow_symlinks)
         except OSError as e:
@@ -573,21 +607,8 @@ class LayerApplier:
                 e.strerror,
             )
 
-    def _xattrs(self, m: tarfile.TarInfo) -> list[tuple[str, bytes]]:
-        out = []
-        for key, value in m.pax_headers.items():
-            if key.startswith(XATTR_PREFIX):
-                name = key[len(XATTR_PREFIX) :]
-                if name not in IGNORED_XATTRS:
-                    out.append((name, value.encode("utf-8", "surrogateescape")))
-        return out
-
-    def _set_xattrs(
-        self, target: int | str, m: tarfile.TarInfo, follow_symlinks: bool = True
-    ) -> None:
-        if not m.pax_headers:
-            return
-        for name, value in self._xattrs(m):
+    def _set_xattrs(self, target: int | str, m: TarMember, follow_symlinks: bool = True) -> None:
+        for name, value in m.xattrs:
             try:
                 os.setxattr(target, name, value, follow_symlinks=follow_symlinks)
             except OSError as e:
@@ -599,9 +620,9 @@ class LayerApplier:
                     e.strerror,
                 )
 
-    def _clear_xattrs(self, full: str, m: tarfile.TarInfo) -> None:
+    def _clear_xattrs(self, full: str, m: TarMember) -> None:
         """Dir over dir: the upper layer's xattrs replace the lower one's, as umoci."""
-        keep = {name for name, _ in self._xattrs(m)} | IGNORED_XATTRS
+        keep = {name for name, _ in m.xattrs} | IGNORED_XATTRS
         try:
             for name in os.listxattr(full, follow_symlinks=False):
                 if name not in keep:
@@ -638,12 +659,27 @@ def _decompression_errors() -> tuple[type[BaseException], ...]:
 
 
 _CORRUPT = _decompression_errors()
-_REGULAR = frozenset({tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.GNUTYPE_SPARSE})
+
+
+def _umask() -> int | None:
+    """The process umask, read without changing it (which would race with other
+    threads); None where /proc does not say."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _clean(name: str) -> list[str]:
     """A member name's components, cleaned lexically like umoci's CleanPath: an
     absolute name is relative to the root and ``..`` stops at it."""
+    if not name.startswith(("/", ".")) and "/." not in name and "//" not in name:
+        name = name.rstrip("/")  # no empty, "." or ".." component: split is enough
+        return name.split("/") if name else []
     out: list[str] = []
     for part in name.split("/"):
         if part == "..":
@@ -652,38 +688,6 @@ def _clean(name: str) -> list[str]:
         elif part and part != ".":
             out.append(part)
     return out
-
-
-def _times(m: tarfile.TarInfo) -> tuple[int, int]:
-    """(atime, mtime) in ns; PAX records keep sub-second precision a float would lose."""
-    pax = m.pax_headers
-    mtime = _ns(pax.get("mtime")) if pax else None
-    if mtime is None:
-        mtime = int(m.mtime) * 1_000_000_000
-    atime = _ns(pax.get("atime")) if pax else None
-    return (mtime if atime is None else atime), mtime
-
-
-def _ns(value: str | None) -> int | None:
-    if not value:
-        return None
-    try:
-        return int(Decimal(value) * 1_000_000_000)
-    except (InvalidOperation, ValueError):
-        return None
-
-
-def _open_tar(data: BinaryIO) -> tarfile.TarFile | None:
-    """A streaming reader of the tar in ``data``; None for an empty stream, which
-    Go's archive/tar (umoci) reads as an empty layer."""
-    try:
-        return tarfile.open(
-            fileobj=data, mode="r|", bufsize=CHUNK, encoding="utf-8", errors="surrogateescape"
-        )
-    except tarfile.ReadError as e:
-        if str(e) == "empty file":
-            return None
-        raise
 
 
 class _RawReader(io.RawIOBase):
