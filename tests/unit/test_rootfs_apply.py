@@ -171,3 +171,16 @@ def test_replacements_and_attributes(tmp_path: Path) -> None:
     assert (root / "f").read_bytes() == b"new" and (root / "g").read_bytes() == b"old"
     assert (root / "s").is_dir() and not (root / "s").is_symlink()
     assert os.readlink(root / "tree") == "d"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="security.* xattrs need root")
+def test_xattrs_applied_but_never_selinux_labels(tmp_path: Path) -> None:
+    xattrs = {"user.kept": b"\x00\xff", "security.selinux": b"system_u:object_r:evil_t:s0"}
+    apply_layers(
+        [io.BytesIO(layer_tar([file("f", b"x", xattrs=xattrs), directory("d/", xattrs=xattrs)]))],
+        tmp_path / "r",
+    )
+    for name in ("f", "d"):
+        path = tmp_path / "r" / name
+        assert os.getxattr(path, "user.kept") == b"\x00\xff"
+        assert "security.selinux" not in os.listxattr(path)
