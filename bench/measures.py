@@ -262,6 +262,7 @@ class Bench:
             resource_rss=median([x[1] for x, _ in pairs]),
             peer_rss=median([y[1] for _, y in pairs]),
             samples=len(pairs),
+            pairs=[(x[0], y[0]) for x, y in pairs],
         )
         row.passed = row.ratio is not None and row.ratio <= 0.6
         return row
@@ -340,6 +341,7 @@ class Bench:
             peer=median([y for _, y in pairs]),
             ratio=ratios(pairs),
             samples=len(pairs),
+            pairs=pairs,
             note=f"cursor {cursor['tag']}; wall from process start, medians of {runs} runs",
         )
         row.passed = row.resource is not None and row.resource <= 50
@@ -437,6 +439,7 @@ class Bench:
             resource_rss=median([x.rss_mib for x, _ in pairs]),
             peer_rss=median([y.rss_mib for _, y in pairs]),
             samples=len(pairs),
+            pairs=[(x.wall, y.wall) for x, y in pairs],
             note=(
                 f"{how}; put wall {median([x.wall for x, _ in pairs]):.2f} s vs skopeo "
                 f"{median([y.wall for _, y in pairs]):.2f} s (ratio of walls); manifest digest "
@@ -545,6 +548,7 @@ def _wall_row(row_id: str, label: str, pairs: list[tuple[Timed, Timed]], limit: 
         resource_rss=median([x.rss_mib for x, _ in pairs]),
         peer_rss=median([y.rss_mib for _, y in pairs]),
         samples=len(pairs),
+        pairs=[(x.wall, y.wall) for x, y in pairs],
     )
     row.passed = row.ratio is not None and row.ratio <= limit
     return row

@@ -30,6 +30,7 @@ class Row:
     resource_rss: float | None = None
     peer_rss: float | None = None
     samples: int = 0
+    pairs: list[tuple[float | None, float | None]] = field(default_factory=list)  # A, B
     note: str = ""
     error: str | None = None
 

@@ -178,7 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         log(f"== {name} (load {load_average()})")
         begin = time.monotonic()
         try:
-            rows.extend(measure())
+            measured = measure()
+            rows.extend(measured)
+            for row in measured:
+                if row.pairs:
+                    values = ", ".join(f"{_num(x)}/{_num(y)}" for x, y in row.pairs)
+                    unit = "ms" if row.unit == "ms" else "s"  # pairs are wall times
+                    log(f"  {row.id} pairs (resource/peer wall, {unit}): {values}")
         except (StepFailed, RuntimeError, OSError, ValueError, KeyError) as e:
             log(f"  {name}: ERROR {e}")
             for row_id in ROW_IDS[name]:
@@ -260,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.strict and any(row.passed is False for row in rows):
         return 1
     return 0
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3g}"
 
 
 if __name__ == "__main__":
