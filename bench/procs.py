@@ -44,6 +44,7 @@ class StepFailed(RuntimeError):
 class Timed:
     wall: float  # seconds
     rss_mib: float | None
+    cpu: float | None  # user + system seconds (with rss)
     returncode: int
     stdout: str
     stderr: str
@@ -65,7 +66,7 @@ def run_timed(
     """Run ``argv`` to its end; wall seconds and (with ``rss``) peak RSS in MiB."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
         rss_file = Path(scratch) / "rss"
-        full = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *argv] if rss else argv
+        full = [GNU_TIME, "-f", "%M %U %S", "-o", str(rss_file), *argv] if rss else argv
         with open(Path(scratch) / "out", "w+b") as out, open(Path(scratch) / "err", "w+b") as err:
             start = time.perf_counter()
             process = subprocess.Popen(
@@ -85,12 +86,16 @@ def run_timed(
             err.seek(0)
             stdout = out.read().decode(errors="replace")
             stderr = err.read().decode(errors="replace")
-        peak = None
+        peak = cpu = None
         if rss and rss_file.is_file():
-            lines = rss_file.read_text().split()
-            if lines and lines[-1].isdigit():
-                peak = int(lines[-1]) / 1024
-    result = Timed(wall, peak, returncode, stdout, stderr)
+            # "Command exited with non-zero status N" may come first
+            fields = (
+                rss_file.read_text().splitlines()[-1:][0].split() if rss_file.stat().st_size else []
+            )
+            if len(fields) == 3 and fields[0].isdigit():
+                peak = int(fields[0]) / 1024
+                cpu = float(fields[1]) + float(fields[2])
+    result = Timed(wall, peak, cpu, returncode, stdout, stderr)
     if check and returncode != 0:
         tail = "\n".join(stderr.splitlines()[-15:])
         raise StepFailed(f"{' '.join(argv[:3])}... exited {returncode}:\n{tail}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -37,6 +38,14 @@ class Registry:
     @property
     def url(self) -> str:
         return f"http://{self.host}"
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the registry process has used so far."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self, remove: bool = True) -> None:
         """Stop the registry and, by default, remove its storage."""
