@@ -28,8 +28,8 @@ handled here by hand, following umoci's ``oci/layer/tar_extract.go``:
 Where umoci's output depends on when it ran, this does not: a directory keeps the
 mtime its entry gives even where a whiteout later empties it of lower children
 (umoci leaves the time of unpacking there), and the root gets the epoch unless a
-layer has a ``./`` entry (as in umoci). Only directories no entry describes (a
-layer that omits parents) get the time of unpacking, from both.
+layer has a ``./`` entry (as umoci does, unless it had to create a parent no
+entry describes). Only such undescribed directories get the time of unpacking.
 
 Layers are read with :class:`~builder_resource.oci.tar_stream.TarStream`, not
 ``tarfile`` (three times slower on small files); file data goes from the
