@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 from typing import BinaryIO
 
@@ -35,12 +36,14 @@ def verify_bytes(data: bytes, digest: str, what: str = "content") -> bytes:
     return data
 
 
-class VerifyingReader:
+class VerifyingReader(io.RawIOBase):
     """Wraps a stream and checks, when it reaches EOF, that exactly ``size`` bytes
     hashing to ``digest`` went through. A mismatch raises instead of returning EOF,
-    so a consumer that reads to the end never takes bad data for good."""
+    so a consumer that reads to the end never takes bad data for good. A raw
+    stream, so ``io.BufferedReader`` (and the decompressors on top) can wrap it."""
 
     def __init__(self, raw: BinaryIO, digest: str, size: int | None, what: str = "blob") -> None:
+        super().__init__()
         self._raw = raw
         self._digest = check_digest(digest)
         self._size = size
@@ -52,7 +55,7 @@ class VerifyingReader:
     def readable(self) -> bool:
         return True
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int | None = -1) -> bytes:  # type: ignore[override]
         if self._done:
             return b""
         data = self._raw.read() if n is None or n < 0 else self._raw.read(n)
@@ -69,7 +72,7 @@ class VerifyingReader:
         self._finish()
         return b""
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
@@ -90,13 +93,9 @@ class VerifyingReader:
             raise DigestMismatchError(f"{self._what}: expected {self._digest}, got {actual}")
 
     def close(self) -> None:
-        self._raw.close()
-
-    def __enter__(self) -> VerifyingReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        if not self.closed:
+            self._raw.close()
+        super().close()
 
 
 class HashingWriter:
