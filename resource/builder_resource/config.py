@@ -23,10 +23,8 @@ from pydantic import (
 )
 
 from .errors import ConfigError
-
-DIGEST = r"^sha256:[0-9a-f]{64}$"
-# A tag as the distribution spec allows it.
-TAG = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
+from .versions import DIGEST_PATTERN as DIGEST
+from .versions import TAG_PATTERN as TAG  # a tag as the distribution spec allows it
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from datetime import datetime
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (check's path)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import datetime
+
+#: A version's tag (the distribution spec's tag grammar) and digest. config.py's
+#: ``Version`` model validates with these, and check's fast path reads them too.
+TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 SEMVER = re.compile(
     r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
