@@ -8,7 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .base import Store
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (check's path)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .base import Store
+
+
+def __getattr__(name: str) -> Any:
+    # ``Store`` is loaded on first use: base.py pulls in the content model, which
+    # check's light client (``light.py``, ``wire.py``) must not pay for.
+    if name == "Store":
+        from .base import Store
+
+        globals()["Store"] = Store
+        return Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_store(

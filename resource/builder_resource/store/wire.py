@@ -3,7 +3,8 @@ pagination and ``WWW-Authenticate`` challenges.
 
 No HTTP library and no dataclasses here: the registry client (``registry.py``,
 ``auth.py``) and check's light client (``light.py``) share these, and check must
-not pay for importing requests to parse a header.
+not pay for importing requests to parse a header. The patterns are compiled on
+first use (``re`` caches them), so a check pays only for those it needs.
 """
 
 from __future__ import annotations
@@ -11,20 +12,20 @@ from __future__ import annotations
 import re
 
 from ..errors import ConfigError, StoreError
-from ..oci.digest import DIGEST_PATTERN
+from ..versions import DIGEST_PATTERN as _DIGEST
+from ..versions import TAG_PATTERN as _TAG
 
 #: Token lifetime assumed when the server gives none, and the floor the spec sets.
 MIN_TOKEN_SECONDS = 60
 #: Renew a token this long before it expires, so a request never carries a stale one.
 EXPIRY_MARGIN = 10
 
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-_HOST = re.compile(
+_HOST = (
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
     r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$"
 )
-_NAME_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*?\brel\s*=\s*"?next"?', re.IGNORECASE)
+_NAME_COMPONENT = r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$"
+_LINK_NEXT = r'<([^>]*)>\s*;[^,]*?\brel\s*=\s*"?next"?'
 
 
 def parse_repository(repository: str) -> tuple[str, str]:
@@ -37,12 +38,12 @@ def parse_repository(repository: str) -> tuple[str, str]:
             "(insecure: true allows plain HTTP)"
         )
     host, sep, name = text.partition("/")
-    if not sep or not name or not _HOST.match(host):
+    if not sep or not name or not re.match(_HOST, host):
         raise ConfigError(f"repository {text!r}: expected host[:port]/path")
     if "@" in name or ":" in name:
         raise ConfigError(f"repository {text!r}: must not carry a tag or digest")
     for part in name.split("/"):
-        if not _NAME_COMPONENT.match(part):
+        if not re.match(_NAME_COMPONENT, part):
             raise ConfigError(
                 f"repository {text!r}: invalid path component {part!r} "
                 "(lower-case letters and digits, separated by '.', '_', '__' or '-')"
@@ -52,7 +53,7 @@ def parse_repository(repository: str) -> tuple[str, str]:
 
 def check_reference(reference: str) -> str:
     """A tag or a sha256 digest; anything else would be spliced into a URL."""
-    if DIGEST_PATTERN.match(reference) or _TAG.match(reference):
+    if re.match(_DIGEST, reference) or re.match(_TAG, reference):
         return reference
     raise StoreError(f"invalid tag or digest {reference!r}")
 
@@ -61,7 +62,7 @@ def next_link(header: str | None) -> str | None:
     """The target of ``Link: <url>; rel="next"``, if any."""
     if not header:
         return None
-    match = _LINK_NEXT.search(header)
+    match = re.search(_LINK_NEXT, header, re.IGNORECASE)
     return match.group(1) if match else None
 
 
@@ -91,11 +92,10 @@ class Challenge:
 
 
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_SCHEME = re.compile(rf"\s*({_TOKEN})(?=\s|$|,)")
+_SCHEME = rf"\s*({_TOKEN})(?=\s|$|,)"
 # Unquoted values are read up to a comma or space: lenient about realms like
 # ``realm=https://a/t`` that some servers send unquoted.
-_PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))\s*,?')
-_ESCAPE = re.compile(r"\\(.)")
+_PARAM = rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))\s*,?'
 
 
 def parse_challenges(header: str) -> list[Challenge]:
@@ -104,21 +104,22 @@ def parse_challenges(header: str) -> list[Challenge]:
     out: list[Challenge] = []
     pos = 0
     header = header or ""
+    scheme_pattern, param_pattern = re.compile(_SCHEME), re.compile(_PARAM)
     while pos < len(header):
         while pos < len(header) and header[pos] in " ,":
             pos += 1
-        scheme = _SCHEME.match(header, pos)
+        scheme = scheme_pattern.match(header, pos)
         if not scheme:
             break
         pos = scheme.end()
         params: dict[str, str] = {}
         while True:
-            param = _PARAM.match(header, pos)
+            param = param_pattern.match(header, pos)
             if not param:
                 break
             # A token followed by a space and another token is the next scheme.
             value = param.group(2)
-            value = _ESCAPE.sub(r"\1", value) if value is not None else param.group(3)
+            value = re.sub(r"\\(.)", r"\1", value) if value is not None else param.group(3)
             params[param.group(1).lower()] = value
             pos = param.end()
         out.append(Challenge(scheme.group(1).lower(), params))
