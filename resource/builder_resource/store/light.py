@@ -1,0 +1,784 @@
+"""Light read-only stores for check: the two reads check makes (the tag listing and
+a tag's digest) from a registry or a layout directory, without requests, pydantic
+or the content model, so that a check process costs little more than the
+interpreter.
+
+They handle the ordinary case only: 200 and 404 answers, Basic and Bearer auth,
+``Link`` pages on the same host, a well-formed ``index.json``. Anything else raises
+:class:`Unsure` and the caller takes the full path (``RegistryStore``,
+``LayoutStore``), whose answers and error messages are the contract. Nothing here
+retries, logs or reports an error of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+from ..oci.media_types import MANIFEST_ACCEPT
+from ..versions import DIGEST_PATTERN
+from .wire import (
+    EXPIRY_MARGIN,
+    MIN_TOKEN_SECONDS,
+    Challenge,
+    check_reference,
+    next_link,
+    parse_challenges,
+    parse_repository,
+    pick_challenge,
+    repository_scope,
+)
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (check's path)
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any
+
+    ContextFactory = Callable[[], ssl.SSLContext]
+
+#: layout.py's tag annotation (a unit test keeps the two equal).
+REF_NAME = "org.opencontainers.image.ref.name"
+#: Same as the full client's (http.py).
+USER_AGENT = "concourse-builder-img"
+#: Seconds to connect, and to wait for each read (the full client's TIMEOUT).
+CONNECT_TIMEOUT = 30.0
+READ_TIMEOUT = 300.0
+#: More than this in one answer, or this many tag pages: not the ordinary case.
+MAX_BODY = 16 << 20
+MAX_HEAD = 64 << 10
+MAX_TAG_PAGES = 1000
+
+_TRANSIENT = frozenset({429, 500, 502, 503, 504})
+# What requests would send unchanged in a URL (anything else it would re-quote).
+# Patterns are compiled on first use (``re`` caches them).
+_URL_SAFE = r"^[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]*$"
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+class Unsure(Exception):
+    """The light path cannot vouch for an answer: take the full path."""
+
+
+class Untrusted(Unsure):
+    """The server's TLS certificate did not verify against the trust tried."""
+
+
+# -- a minimal HTTP/1.1 client ------------------------------------------------------
+
+
+class Response:
+    """A complete answer: status, headers (lower-case names, repeated ones joined
+    with ", " as requests does) and the whole body."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+class Connection:
+    """One keep-alive connection to ``scheme://netloc``, opened on first use and
+    reopened once when the server closed an idle one."""
+
+    def __init__(self, scheme: str, netloc: str, context: ContextFactory | None = None) -> None:
+        if scheme not in ("http", "https"):
+            raise Unsure(f"scheme {scheme}")
+        self.scheme = scheme
+        self.netloc = netloc
+        self.host, self.port = split_netloc(netloc, 443 if scheme == "https" else 80)
+        self._context = context
+        self._sock: Any = None
+        self._buf = b""
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+                self._buf = b""
+
+    def request(self, method: str, target: str, headers: Mapping[str, str]) -> Response:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.netloc}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        for attempt in (0, 1):
+            reused = self._sock is not None
+            try:
+                if self._sock is None:
+                    self._connect()
+                self._sock.sendall(data)
+                return self._read_response(method)
+            except (_Closed, ConnectionError) as e:
+                self.close()
+                if not reused or attempt:  # else the server closed an idle connection
+                    raise Unsure(f"connection: {e or 'closed'}") from None
+            except OSError as e:  # refused, timed out, TLS (ssl.SSLError is an OSError)
+                self.close()
+                if "CERTIFICATE_VERIFY_FAILED" in str(e):
+                    raise Untrusted(str(e)) from None
+                raise Unsure(f"connection: {e}") from None
+        raise Unsure("unreachable")  # pragma: no cover
+
+    # -- internals ------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        if self.scheme == "https":
+            import socket
+
+            assert self._context is not None
+            context = self._context()
+            raw = _tcp(socket, self.host, self.port)
+            try:
+                self._sock = context.wrap_socket(raw, server_hostname=self.host)
+            except BaseException:
+                raw.close()
+                raise
+        else:
+            import _socket
+
+            self._sock = _tcp(_socket, self.host, self.port)
+        self._buf = b""
+
+    def _fill(self) -> None:
+        chunk = self._sock.recv(65536)
+        if not chunk:
+            raise _Closed
+        self._buf += chunk
+
+    def _read_response(self, method: str) -> Response:
+        while True:
+            end = self._buf.find(b"\r\n\r\n")
+            if end >= 0:
+                break
+            if len(self._buf) > MAX_HEAD:
+                raise Unsure("header too large")
+            self._fill()
+        head = self._buf[:end].decode("latin-1")
+        self._buf = self._buf[end + 4 :]
+        status_line, *header_lines = head.split("\r\n")
+        version, _, rest = status_line.partition(" ")
+        code = rest[:3]
+        if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit():
+            raise Unsure("not an HTTP/1.x answer")
+        status = int(code)
+        if status < 200:
+            raise Unsure(f"interim answer {status}")
+        headers: dict[str, str] = {}
+        for line in header_lines:
+            name, sep, value = line.partition(":")
+            if not sep or not name or name[0] in " \t":
+                raise Unsure("malformed header")
+            key = name.strip().lower()
+            value = value.strip()
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        if headers.get("content-encoding", "identity").lower() != "identity":
+            raise Unsure("encoded body")
+        keep = (
+            version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+        ) or "keep-alive" in headers.get("connection", "").lower()
+        if method == "HEAD" or status in (204, 304):
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            body = self._read_chunked()
+        elif "content-length" in headers:
+            length = headers["content-length"]
+            if not length.isdigit() or int(length) > MAX_BODY:
+                raise Unsure("content length")
+            body = self._read_exactly(int(length))
+        else:
+            body = self._read_to_close()
+            keep = False
+        if not keep:
+            self.close()
+        return Response(status, headers, body)
+
+    def _read_exactly(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            self._fill_or_short()
+        data, self._buf = self._buf[:n], self._buf[n:]
+        return data
+
+    def _fill_or_short(self) -> None:
+        try:
+            self._fill()
+        except _Closed:
+            raise Unsure("body ended early") from None
+
+    def _read_line(self) -> bytes:
+        while True:
+            end = self._buf.find(b"\r\n")
+            if end >= 0:
+                line, self._buf = self._buf[:end], self._buf[end + 2 :]
+                return line
+            if len(self._buf) > MAX_HEAD:
+                raise Unsure("chunk line too long")
+            self._fill_or_short()
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            size_text = self._read_line().split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise Unsure("bad chunk size") from None
+            if size == 0:
+                while self._read_line():  # trailers, up to the empty line
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > MAX_BODY:
+                raise Unsure("body too large")
+            parts.append(self._read_exactly(size))
+            if self._read_exactly(2) != b"\r\n":
+                raise Unsure("bad chunk end")
+
+    def _read_to_close(self) -> bytes:
+        while len(self._buf) <= MAX_BODY:
+            try:
+                self._fill()
+            except _Closed:
+                data, self._buf = self._buf, b""
+                return data
+        raise Unsure("body too large")
+
+
+class _Closed(Exception):
+    """The peer closed the connection before a complete answer."""
+
+
+def _tcp(sockets: Any, host: str, port: int) -> Any:
+    """A connected TCP socket made by ``sockets``: the C module ``_socket`` for plain
+    HTTP (the ``socket`` module's wrapper and its imports are not needed), or
+    ``socket`` for TLS (``ssl`` wraps only its sockets)."""
+    error: OSError | None = None
+    for family, kind, proto, address in _addresses(sockets, host, port):
+        sock = sockets.socket(family, kind, proto)
+        try:
+            # As urllib3 does: no Nagle delay between a TLS handshake's last flight
+            # and the request (the server's delayed ACK would add ~40 ms).
+            sock.setsockopt(sockets.IPPROTO_TCP, sockets.TCP_NODELAY, 1)
+            sock.settimeout(CONNECT_TIMEOUT)
+            sock.connect(address)
+            sock.settimeout(READ_TIMEOUT)
+            return sock
+        except OSError as e:
+            sock.close()
+            error = e
+    raise error or OSError(f"cannot resolve {host}")
+
+
+def _addresses(sockets: Any, host: str, port: int) -> list[tuple[int, int, int, Any]]:
+    """Where to connect: an IP literal directly, a name through ``getaddrinfo``
+    (given bytes, so that the idna codec is not loaded for an ASCII name)."""
+    for family in (sockets.AF_INET, sockets.AF_INET6):
+        try:
+            sockets.inet_pton(family, host)
+        except OSError:
+            continue
+        address = (host, port) if family == sockets.AF_INET else (host, port, 0, 0)
+        return [(family, sockets.SOCK_STREAM, 0, address)]
+    if not host.isascii():
+        raise Unsure("non-ASCII host name")
+    found = sockets.getaddrinfo(host.encode("ascii"), port, 0, sockets.SOCK_STREAM)
+    return [(family, kind, proto, address) for family, kind, proto, _, address in found]
+
+
+def split_netloc(netloc: str, default_port: int) -> tuple[str, int]:
+    """``host[:port]`` or ``[v6][:port]`` → (host without brackets, port)."""
+    if netloc.startswith("["):
+        host, _, rest = netloc[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise Unsure(f"address {netloc}")
+    else:
+        host, _, port_text = netloc.partition(":")
+    if not host:
+        raise Unsure(f"address {netloc}")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise Unsure(f"port in {netloc}")
+    return host, int(port_text)
+
+
+def split_url(url: str) -> tuple[str, str, str]:
+    """``scheme://netloc/target`` → (scheme, netloc, target); Unsure for anything
+    requests would rewrite (user info, fragments, characters to quote)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not re.match(_URL_SAFE, url):
+        raise Unsure("URL")
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc or "#" in rest or not netloc:
+        raise Unsure("URL")
+    return scheme.lower(), netloc, "/" + path if slash else "/"
+
+
+def form_encode(pairs: Sequence[tuple[str, str]]) -> str:
+    """``urlencode`` of (key, value) pairs, as requests encodes ``params``."""
+    return "&".join(f"{_quote_plus(k)}={_quote_plus(v)}" for k, v in pairs)
+
+
+def _quote_plus(text: str) -> str:
+    out = []
+    for byte in text.encode("utf-8"):
+        if byte in _UNRESERVED:
+            out.append(chr(byte))
+        elif byte == 0x20:
+            out.append("+")
+        else:
+            out.append(f"%{byte:02X}")
+    return "".join(out)
+
+
+def basic_credentials(username: str, password: str, encoding: str) -> str:
+    import binascii
+
+    raw = f"{username}:{password}".encode(encoding)
+    return "Basic " + binascii.b2a_base64(raw, newline=False).decode("ascii")
+
+
+# -- TLS ---------------------------------------------------------------------------
+
+
+def tls_contexts(
+    insecure: bool, ca_certs: Sequence[str], env: Mapping[str, str]
+) -> list[ContextFactory]:
+    """The contexts to try, in order, each a factory (``ssl`` is imported only for
+    HTTPS). They trust at most what the full client trusts, so a handshake the
+    light client completes is one the full client would complete too; a failed
+    verification is :class:`Unsure` after the last."""
+    if insecure:
+        return [lambda: _context(None)]
+    if ca_certs:
+        # A private CA first: the bundle of public CAs is large to parse and rarely
+        # needed; the full client's bundle (public CAs and ca_certs) second.
+        return [lambda: _context("".join(ca_certs)), lambda: _context(_full_bundle(ca_certs))]
+    # What requests trusts for verify=True: its environment variables, else certifi.
+    bundle = env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE")
+    return [lambda: _context(None, cafile=bundle or _certifi_file())]
+
+
+def _context(cadata: str | None, cafile: str | None = None) -> ssl.SSLContext:
+    import ssl
+
+    if cadata is None and cafile is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    import os
+
+    if cafile is not None and os.path.isdir(cafile):
+        raise Unsure("CA directory")
+    try:
+        context = ssl.create_default_context(cafile=cafile, cadata=cadata)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        raise Unsure(f"CA certificates: {e}") from None
+    context.hostname_checks_common_name = False  # as urllib3 does
+    return context
+
+
+def _full_bundle(ca_certs: Sequence[str]) -> str:
+    from .tls import public_bundle
+
+    return public_bundle() + "\n" + "".join(pem.strip() + "\n" for pem in ca_certs)
+
+
+def _certifi_file() -> str:
+    from importlib.util import find_spec
+
+    spec = find_spec("certifi")
+    if spec is None or not spec.submodule_search_locations:
+        raise Unsure("no certifi")
+    return spec.submodule_search_locations[0] + "/cacert.pem"
+
+
+# -- the registry --------------------------------------------------------------------
+
+
+class Memo:
+    """Where the light registry keeps what outlives a process (a ``fastcheck.Cache``
+    or nothing): the registry's scheme and challenge, and Bearer tokens."""
+
+    def load(self, kind: str, material: str) -> dict[str, Any] | None:
+        return None
+
+    def store(self, kind: str, material: str, value: dict[str, Any]) -> None:
+        pass
+
+    def drop(self, kind: str, material: str) -> None:
+        pass
+
+
+class LightRegistry:
+    """The tag listing and tag digests of one repository, read as ``RegistryStore``
+    reads them: ``GET /v2/`` (or its remembered answer), Basic or Bearer auth from
+    the challenge, ``Link`` pages, ``HEAD`` with the full ``Accept`` list."""
+
+    def __init__(
+        self,
+        repository: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        insecure: bool = False,
+        ca_certs: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        memo: Memo | None = None,
+    ) -> None:
+        try:
+            self.registry, self.name = parse_repository(repository)
+        except Exception:
+            raise Unsure("repository") from None
+        self.insecure = insecure
+        self._username = username or None
+        self._password = password or ""
+        self._factories = tls_contexts(insecure, ca_certs, env or {})
+        self._contexts: dict[int, ssl.SSLContext] = {}
+        self._trust: dict[tuple[str, str], int] = {}  # origin → the context that verified
+        self._memo = memo or Memo()
+        self._probe_key = f"{self.registry}\n{int(insecure)}"
+        self._base: tuple[str, str] | None = None  # (scheme, netloc)
+        self._challenge: Challenge | None = None
+        self._token: tuple[str, str] | None = None  # (token, memo material)
+        self._connections: dict[tuple[str, str], Connection] = {}
+        self._pull = frozenset({repository_scope(self.name, "pull")})
+        #: Lines the full client would have logged (INFO), printed on success.
+        self.notes: list[str] = []
+        #: What came from the memo and what was fetched, for the trace line.
+        self.trace: dict[str, str] = {}
+
+    def close(self) -> None:
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
+
+    def forget(self) -> None:
+        """Drop what the memo holds for this registry (after a fallback, so that the
+        next check probes afresh)."""
+        self._memo.drop("probe", self._probe_key)
+        if self._token is not None:
+            self._memo.drop("token", self._token[1])
+
+    # -- the two reads ---------------------------------------------------------------
+
+    def list_tags(self) -> list[str]:
+        target: str | None = f"/v2/{self.name}/tags/list"
+        tags: list[str] = []
+        seen: set[str] = set()
+        first = True
+        while target:
+            if target in seen or len(seen) >= MAX_TAG_PAGES:
+                raise Unsure("tag pages")
+            seen.add(target)
+            response = self._get("GET", target, {"Accept": "*/*"})
+            if response.status == 404 and first:
+                return []
+            if response.status != 200:
+                raise Unsure(f"tag list: {response.status}")
+            data = _json_body(response)
+            page = data.get("tags") or []
+            tags.extend(t for t in page if isinstance(t, str))
+            link = next_link(response.header("link"))
+            target = self._same_origin(link) if link else None
+            first = False
+        return list(dict.fromkeys(tags))
+
+    def resolve_tag(self, tag: str) -> str | None:
+        try:
+            check_reference(tag)
+        except Exception:
+            raise Unsure("reference") from None
+        target = f"/v2/{self.name}/manifests/{tag}"
+        response = self._get("HEAD", target, {"Accept": MANIFEST_ACCEPT})
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise Unsure(f"manifest HEAD: {response.status}")
+        digest = response.header("docker-content-digest") or ""
+        if not re.match(DIGEST_PATTERN, digest):
+            raise Unsure("no digest header")  # the full client hashes the manifest
+        return digest
+
+    # -- requests ----------------------------------------------------------------------
+
+    def _context(self, index: int) -> ssl.SSLContext:
+        if index not in self._contexts:
+            self._contexts[index] = self._factories[index]()
+        return self._contexts[index]
+
+    def _send(
+        self, scheme: str, netloc: str, method: str, target: str, headers: dict[str, str]
+    ) -> Response:
+        """One request on the origin's connection. A certificate that does not verify
+        is tried with the next trust (see :func:`tls_contexts`)."""
+        key = (scheme, netloc)
+        while True:
+            connection = self._connections.get(key)
+            if connection is None:
+                index = self._trust.get(key, 0)
+                factory = (lambda i=index: self._context(i)) if scheme == "https" else None
+                connection = self._connections[key] = Connection(scheme, netloc, factory)
+            try:
+                return connection.request(method, target, _with_defaults(headers))
+            except Untrusted:
+                self._connections.pop(key).close()
+                index = self._trust.get(key, 0) + 1
+                if index >= len(self._factories):
+                    raise
+                self._trust[key] = index
+
+    def _get(self, method: str, target: str, headers: dict[str, str]) -> Response:
+        scheme, netloc = self._base_url()
+        scopes = self._pull
+        retried = False
+        while True:
+            sent = dict(headers)
+            authorization = self._authorization(scopes)
+            if authorization:
+                sent["Authorization"] = authorization
+            response = self._send(scheme, netloc, method, target, sent)
+            if response.status == 401:
+                header = response.header("www-authenticate") or ""
+                challenge = pick_challenge(parse_challenges(header))
+                if retried or challenge is None:
+                    raise Unsure("401")
+                if challenge.scheme == "basic" and (
+                    not self._username or (authorization or "").startswith("Basic ")
+                ):
+                    raise Unsure("401")
+                if challenge.scheme not in ("basic", "bearer"):
+                    raise Unsure("401")
+                self._challenge = challenge
+                if self._token is not None:
+                    self._memo.drop("token", self._token[1])
+                    self._token = None
+                asked = challenge.params.get("scope")
+                scopes = frozenset(scopes | (frozenset(asked.split(" ")) if asked else frozenset()))
+                retried = True
+                continue
+            if response.status in _TRANSIENT or 300 <= response.status < 400:
+                raise Unsure(f"status {response.status}")
+            return response
+
+    def _same_origin(self, link: str) -> str:
+        """The request target of a ``Link`` on the registry's own origin."""
+        scheme, netloc = self._base_url()
+        if link.startswith("/") and not link.startswith("//"):
+            if not re.match(_URL_SAFE, link) or "#" in link:
+                raise Unsure("link")
+            return link
+        link_scheme, link_netloc, target = split_url(link)
+        if (link_scheme, link_netloc) != (scheme, netloc):
+            raise Unsure("link to another origin")
+        return target
+
+    # -- the ping --------------------------------------------------------------------
+
+    def _base_url(self) -> tuple[str, str]:
+        if self._base is None:
+            memo = self._memo.load("probe", self._probe_key)
+            schemes = ("https", "http") if self.insecure else ("https",)
+            if memo is not None and memo.get("scheme") in schemes:
+                self._base = (memo["scheme"], self.registry)
+                challenge = memo.get("challenge")
+                if challenge is not None:
+                    self._challenge = Challenge(str(challenge[0]), dict(challenge[1]))
+                self.trace["probe"] = "memo"
+            else:
+                self._base = self._probe()
+                challenge = self._challenge
+                remembered = None if challenge is None else [challenge.scheme, challenge.params]
+                self._memo.store(
+                    "probe", self._probe_key, {"scheme": self._base[0], "challenge": remembered}
+                )
+                self.trace["probe"] = "fetched"
+            if self._base[0] == "http":
+                self.notes.append(f"registry {self.registry}: using plain HTTP (insecure)")
+        return self._base
+
+    def _probe(self) -> tuple[str, str]:
+        schemes = ("https", "http") if self.insecure else ("https",)
+        for scheme in schemes:
+            try:
+                response = self._send(scheme, self.registry, "GET", "/v2/", {"Accept": "*/*"})
+            except Unsure:
+                if self.insecure and scheme == "https":
+                    continue  # plain HTTP next, as the full client does
+                raise
+            if response.status == 401:
+                self._challenge = pick_challenge(
+                    parse_challenges(response.header("www-authenticate") or "")
+                )
+            elif response.status != 200:
+                raise Unsure(f"GET /v2/: {response.status}")
+            return scheme, self.registry
+        raise Unsure("no scheme")  # pragma: no cover - the loop returns or raises
+
+    # -- auth ----------------------------------------------------------------------------
+
+    def _authorization(self, scopes: frozenset[str]) -> str | None:
+        challenge = self._challenge
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            if not self._username:
+                return None
+            return basic_credentials(self._username, self._password, "utf-8")
+        if challenge.scheme == "bearer":
+            return "Bearer " + self._bearer(challenge, scopes)
+        return None
+
+    def _bearer(self, challenge: Challenge, scopes: frozenset[str]) -> str:
+        realm = challenge.params.get("realm") or ""
+        service = challenge.params.get("service") or ""
+        material = json.dumps(
+            [self.registry, realm, service, sorted(scopes), self._username, self._password]
+        )
+        if self._token is not None and self._token[1] == material:
+            return self._token[0]
+        memo = self._memo.load("token", material)
+        if (
+            memo is not None
+            and isinstance(memo.get("token"), str)
+            and memo["token"]
+            and isinstance(memo.get("expires"), (int, float))
+            and memo["expires"] > time.time()
+        ):
+            self._token = (memo["token"], material)
+            self.trace["token"] = "memo"
+            return memo["token"]
+        token, lifetime = self._fetch_token(realm, service, scopes)
+        expires = time.time() + max(lifetime - EXPIRY_MARGIN, 1)
+        self._memo.store("token", material, {"token": token, "expires": expires})
+        self._token = (token, material)
+        self.trace["token"] = "fetched"
+        return token
+
+    def _fetch_token(self, realm: str, service: str, scopes: frozenset[str]) -> tuple[str, float]:
+        scheme, netloc, target = split_url(realm)
+        query: list[tuple[str, str]] = [("service", service)] if service else []
+        query += [("scope", s) for s in sorted(scopes)]
+        if query:
+            target += ("&" if "?" in target else "?") + form_encode(query)
+        headers = {"Accept": "*/*"}
+        if self._username:
+            # requests' HTTPBasicAuth, as the full client fetches tokens, is latin-1.
+            try:
+                headers["Authorization"] = basic_credentials(
+                    self._username, self._password, "latin-1"
+                )
+            except UnicodeEncodeError:
+                raise Unsure("credentials") from None
+        response = self._send(scheme, netloc, "GET", target, headers)
+        if response.status != 200:
+            raise Unsure(f"token: {response.status}")
+        data = _json_body(response)
+        token = data.get("token") or data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise Unsure("no token")
+        try:
+            lifetime = max(float(data.get("expires_in") or MIN_TOKEN_SECONDS), MIN_TOKEN_SECONDS)
+        except (TypeError, ValueError):
+            lifetime = MIN_TOKEN_SECONDS
+        return token, lifetime
+
+
+def _with_defaults(headers: dict[str, str]) -> dict[str, str]:
+    out = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    out.update(headers)
+    return out
+
+
+def _json_body(response: Response) -> dict[str, Any]:
+    """A JSON object from an ASCII body (which every charset requests might pick
+    decodes alike); Unsure for anything else."""
+    body = response.body
+    if not body.isascii():
+        raise Unsure("non-ASCII body")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise Unsure("not JSON") from None
+    if not isinstance(data, dict):
+        raise Unsure("not a JSON object")
+    return data
+
+
+# -- the layout directory --------------------------------------------------------------
+
+
+class LightLayout:
+    """The tags of an OCI layout's ``index.json``, read as ``LayoutStore`` reads
+    them; Unsure for any entry ``LayoutStore`` would refuse or read differently."""
+
+    def __init__(self, repository: str) -> None:
+        path = repository[len("file://") :] if repository.startswith("file://") else repository
+        if not path.startswith("/"):
+            raise Unsure("relative layout path")
+        self.root = path
+        self._tags: dict[str, str] | None = None
+        self.notes: list[str] = []
+        self.trace: dict[str, str] = {}
+
+    def list_tags(self) -> list[str]:
+        return list(self._index())
+
+    def resolve_tag(self, tag: str) -> str | None:
+        return self._index().get(tag)
+
+    def close(self) -> None:
+        pass
+
+    def forget(self) -> None:
+        pass
+
+    def _index(self) -> dict[str, str]:
+        if self._tags is None:
+            self._tags = self._read()
+        return self._tags
+
+    def _read(self) -> dict[str, str]:
+        try:
+            with open(self.root.rstrip("/") + "/index.json", "rb") as f:
+                content = f.read()
+        except FileNotFoundError:
+            return {}
+        except OSError:
+            raise Unsure("index.json unreadable") from None
+        try:
+            data = json.loads(content)
+        except ValueError:
+            raise Unsure("index.json not JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("manifests"), list):
+            raise Unsure("not an OCI index")
+        tags: dict[str, str] = {}
+        for item in data["manifests"]:
+            if not isinstance(item, dict) or "mediaType" not in item:
+                raise Unsure("descriptor")
+            digest, size = item.get("digest"), item.get("size")
+            if not isinstance(digest, str) or not re.match(DIGEST_PATTERN, digest):
+                raise Unsure("descriptor digest")
+            if type(size) is not int or size < 0:
+                raise Unsure("descriptor size")
+            annotations = item.get("annotations")
+            if not annotations:
+                continue
+            if type(annotations) is not dict:
+                raise Unsure("descriptor annotations")
+            name = annotations.get(REF_NAME)
+            if name:
+                if not isinstance(name, str):
+                    raise Unsure("tag name")
+                tags[name] = digest
+        return tags
