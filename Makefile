@@ -120,8 +120,14 @@ fly-execute:
 # bench-smoke: a tiny image and 1 pair, to see that every measure runs.
 BENCH_ARGS ?=
 .PHONY: bench bench-smoke
-bench: deb-deps
+bench: deb-deps bench-time
 	$(PYTHON) -m bench.run $(BENCH_ARGS)
 
-bench-smoke: deb-deps
+bench-smoke: deb-deps bench-time
 	$(PYTHON) -m bench.run --smoke $(BENCH_ARGS)
+
+# GNU time measures peak RSS (%M).
+.PHONY: bench-time
+bench-time:
+	@test -x /usr/bin/time || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends time; }

@@ -66,6 +66,7 @@ def run_timed(
     """Run ``argv`` to its end; wall seconds and (with ``rss``) peak RSS in MiB."""
     with tempfile.TemporaryDirectory(prefix="bench-run-") as scratch:
         rss_file = Path(scratch) / "rss"
+        rss = rss and os.access(GNU_TIME, os.X_OK)  # without GNU time: no RSS, no CPU
         full = [GNU_TIME, "-f", "%M %U %S", "-o", str(rss_file), *argv] if rss else argv
         with open(Path(scratch) / "out", "w+b") as out, open(Path(scratch) / "err", "w+b") as err:
             start = time.perf_counter()
