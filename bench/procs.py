@@ -115,10 +115,16 @@ def go_json(request: dict[str, Any]) -> bytes:
 @dataclass
 class Resource:
     """Runs ``opt/resource/{check,in,out}`` as Concourse does: a clean
-    environment, ``$1`` the directory (and cwd), the request on stdin."""
+    environment, ``$1`` the directory (and cwd), the request on stdin. ``tmp``
+    (``TMPDIR``) stands for the container's own ``/tmp``: Concourse reuses a check
+    container, so what check caches there survives from one check to the next."""
 
     python: str
     home: Path
+    tmp: Path | None = None
+
+    def with_tmp(self, tmp: Path) -> Resource:
+        return Resource(self.python, self.home, tmp)
 
     def env(self, build: bool) -> dict[str, str]:
         env = {
@@ -127,6 +133,9 @@ class Resource:
             "LANG": "C.UTF-8",
             "BUILDER_RESOURCE_PYTHON": self.python,
         }
+        if self.tmp is not None:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            env["TMPDIR"] = str(self.tmp)
         if build:
             env.update(BUILD_ENV)
         return env

@@ -169,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
 
     remove_tree(work)
     work.mkdir(parents=True)
-    bench = Bench(work, Resource(python, work / "home"), args.pairs, log, sync=not args.smoke)
+    resource = Resource(python, work / "home", work / "tmp")
+    bench = Bench(work, resource, args.pairs, log, sync=not args.smoke)
     rows: list[Row] = []
 
     def group(name: str, measure: Callable[[], list[Row]]) -> None:
