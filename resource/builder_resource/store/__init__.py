@@ -6,10 +6,9 @@ builds or of Concourse.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (check's path)
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
     from .base import Store

@@ -3,13 +3,12 @@ pagination and ``WWW-Authenticate`` challenges.
 
 No HTTP library and no dataclasses here: the registry client (``registry.py``,
 ``auth.py``) and check's light client (``light.py``) share these, and check must
-not pay for importing requests to parse a header. The patterns are compiled on
-first use (``re`` caches them), so a check pays only for those it needs.
+not pay for importing requests to parse a header. Even ``re`` is imported where
+a pattern is used (and ``re`` caches what it compiles): check's common case needs
+none of them.
 """
 
 from __future__ import annotations
-
-import re
 
 from ..errors import ConfigError, StoreError
 from ..versions import DIGEST_PATTERN as _DIGEST
@@ -31,6 +30,8 @@ _LINK_NEXT = r'<([^>]*)>\s*;[^,]*?\brel\s*=\s*"?next"?'
 def parse_repository(repository: str) -> tuple[str, str]:
     """``host[:port]/path`` → (host[:port], path), refusing what the distribution
     API would refuse later with a less readable message."""
+    import re
+
     text = repository.strip()
     if "://" in text:
         raise ConfigError(
@@ -53,6 +54,8 @@ def parse_repository(repository: str) -> tuple[str, str]:
 
 def check_reference(reference: str) -> str:
     """A tag or a sha256 digest; anything else would be spliced into a URL."""
+    import re
+
     if re.match(_DIGEST, reference) or re.match(_TAG, reference):
         return reference
     raise StoreError(f"invalid tag or digest {reference!r}")
@@ -62,6 +65,8 @@ def next_link(header: str | None) -> str | None:
     """The target of ``Link: <url>; rel="next"``, if any."""
     if not header:
         return None
+    import re
+
     match = re.search(_LINK_NEXT, header, re.IGNORECASE)
     return match.group(1) if match else None
 
@@ -101,6 +106,8 @@ _PARAM = rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))\s*,?'
 def parse_challenges(header: str) -> list[Challenge]:
     """Every challenge of a ``WWW-Authenticate`` value. Commas inside quoted values
     (``scope="repository:a:pull,push"``) stay where they belong."""
+    import re
+
     out: list[Challenge] = []
     pos = 0
     header = header or ""
