@@ -26,9 +26,10 @@ full path, which is the contract:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+
+from .store.light import Unsure, json_dumps, json_loads
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (check's path)
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from .store.light import LightLayout, LightRegistry
 
 #: Bump when the meaning of a cache entry changes.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 #: Source keys whose string values are secrets: blanked out before hashing.
 SECRET_KEYS = ("password",)
 BLANK = "\0secret"
@@ -67,7 +68,7 @@ def main() -> None:
         sys.stderr.write(line + "\n")
     if trace:
         sys.stderr.write(f"check: fast path ({how})\n")
-    sys.stdout.write(json.dumps(versions) + "\n")
+    sys.stdout.write(json_dumps(versions) + "\n")
     sys.stdout.flush()
 
 
@@ -85,7 +86,7 @@ def attempt(text: str, env: Mapping[str, str]) -> tuple[list[dict[str, str]], li
     """(versions, log lines, how) for the ordinary case; raises for anything else."""
     if env.get("BUILDER_RESOURCE_FAST_CHECK") == "0":
         raise Fallback("BUILDER_RESOURCE_FAST_CHECK=0")
-    payload = json.loads(text)
+    payload = json_loads(text)
     if not isinstance(payload, dict) or not REQUEST_KEYS.issuperset(payload):
         raise Fallback("request shape")
     source = payload.get("source")
@@ -109,11 +110,7 @@ def attempt(text: str, env: Mapping[str, str]) -> tuple[list[dict[str, str]], li
     from .check import select_versions
     from .versions import order_tags
 
-    trusted: list[str] = []
-    if ca_certs or env.get(LOCAL_CA_VARIABLE, "").strip():
-        from .certificates import trusted_certificates
-
-        trusted = trusted_certificates(ca_certs, env)
+    trusted = trusted_pems(ca_certs, env, cache)
     store = _light_store(settings, username, password, trusted, env, cache)
     try:
         tags = order_tags(store.list_tags(), settings["tag_regex"])
@@ -147,7 +144,27 @@ def _light_store(
         ca_certs=ca_certs,
         env=env,
         memo=cache,
+        parsed=(settings["registry"], settings["name"]),
     )
+
+
+def trusted_pems(ca_certs: list[str], env: Mapping[str, str], cache: Cache) -> list[str]:
+    """``certificates.trusted_certificates(ca_certs, env)``, remembered: its answer
+    depends on nothing else, and computing it loads ``re`` and ``base64``. CA
+    certificates are public; the entry holds them and nothing more."""
+    local = env.get(LOCAL_CA_VARIABLE, "")
+    if not ca_certs and not local.strip():
+        return []
+    material = f"{_stamp(('certificates.py',))}\n{json_dumps([ca_certs, local])}"
+    remembered = cache.load("trust", material)
+    pems = remembered.get("pems") if remembered else None
+    if isinstance(pems, list) and all(type(p) is str for p in pems):
+        return pems
+    from .certificates import trusted_certificates
+
+    pems = trusted_certificates(ca_certs, env)
+    cache.store("trust", material, {"pems": pems})
+    return pems
 
 
 # -- the request ------------------------------------------------------------------------
@@ -158,17 +175,15 @@ def plain_version(value: Any) -> tuple[str, str] | None:
     ``Version`` model accepts as it is (the same patterns); else Fallback."""
     if value is None:
         return None
-    import re
-
-    from .versions import DIGEST_PATTERN, TAG_PATTERN
+    from .versions import is_digest, is_tag
 
     if (
         type(value) is dict
         and value.keys() == {"tag", "digest"}
         and type(value["tag"]) is str
         and type(value["digest"]) is str
-        and re.fullmatch(TAG_PATTERN, value["tag"])
-        and re.fullmatch(DIGEST_PATTERN, value["digest"])
+        and is_tag(value["tag"])
+        and is_digest(value["digest"])
     ):
         return value["tag"], value["digest"]
     raise Fallback("version")
@@ -176,17 +191,22 @@ def plain_version(value: Any) -> tuple[str, str] | None:
 
 def validated_settings(payload: dict[str, Any]) -> dict[str, Any]:
     """Validate with the pydantic models (the contract); the non-secret settings
-    check needs, as the models normalised them."""
+    check needs, as the models normalised them, and the registry's host and name
+    as ``parse_repository`` reads them (a check need not load ``re`` again)."""
     from .config import CheckRequest, parse_request
+    from .store.wire import parse_repository
 
     source = parse_request(CheckRequest, payload).source
-    return {
+    settings = {
         "format": CACHE_FORMAT,
         "repository": source.repository,
         "insecure": source.insecure,
         "tag_regex": source.tag_regex,
         "local": source.is_local,
     }
+    if not source.is_local:
+        settings["registry"], settings["name"] = parse_repository(source.repository)
+    return settings
 
 
 def _usable(settings: dict[str, Any] | None) -> bool:
@@ -197,6 +217,10 @@ def _usable(settings: dict[str, Any] | None) -> bool:
         and type(settings.get("insecure")) is bool
         and type(settings.get("local")) is bool
         and (settings.get("tag_regex") is None or isinstance(settings["tag_regex"], str))
+        and (
+            settings["local"]
+            or (isinstance(settings.get("registry"), str) and isinstance(settings.get("name"), str))
+        )
     )
 
 
@@ -227,8 +251,8 @@ def source_material(source: dict[str, Any]) -> str:
     registries = blanked.get("registries")
     if isinstance(registries, list):
         blanked["registries"] = [_blank_password(r) for r in registries]
-    canonical = json.dumps(blanked, sort_keys=True, separators=(",", ":"))
-    return f"{_models_stamp()}\n{canonical}"
+    canonical = json_dumps(blanked, sort_keys=True, compact=True)
+    return f"{_stamp(JUDGES)}\n{canonical}"
 
 
 def _blank_password(item: Any) -> Any:
@@ -237,15 +261,23 @@ def _blank_password(item: Any) -> Any:
     return item
 
 
-def _models_stamp() -> str:
-    """Changes whenever config.py does, so a verdict never outlives its judge."""
+#: The code whose verdicts the cache keeps: the models, and ``parse_repository``.
+JUDGES = ("config.py", "store/wire.py")
+
+
+def _stamp(judges: tuple[str, ...]) -> str:
+    """Changes whenever the judges' code does, so a verdict never outlives it."""
     from . import __version__
 
-    try:
-        info = os.stat(os.path.join(os.path.dirname(__file__), "config.py"))
-        return f"{__version__}:{info.st_mtime_ns}:{info.st_size}"
-    except OSError:
-        return f"{__version__}:?"
+    here = os.path.dirname(__file__)
+    stamp = [__version__]
+    for name in judges:
+        try:
+            info = os.stat(os.path.join(here, name))
+            stamp.append(f"{info.st_mtime_ns}:{info.st_size}")
+        except OSError:
+            stamp.append("?")
+    return ":".join(stamp)
 
 
 # -- the cache ---------------------------------------------------------------------------
@@ -279,8 +311,8 @@ class Cache:
             info = os.fstat(fd)
             if info.st_uid != os.geteuid() or info.st_mode & 0o077 or info.st_size > 1 << 20:
                 return None
-            data = json.loads(os.read(fd, info.st_size + 1))
-        except (OSError, ValueError):
+            data = json_loads(os.read(fd, info.st_size + 1))
+        except (OSError, Unsure):
             return None
         finally:
             os.close(fd)
@@ -298,7 +330,7 @@ class Cache:
                 0o600,
             )
             try:
-                os.write(fd, json.dumps(value).encode())
+                os.write(fd, json_dumps(value).encode())
             finally:
                 os.close(fd)
             os.replace(temporary, path)

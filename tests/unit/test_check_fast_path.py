@@ -63,7 +63,8 @@ def test_the_fast_path_imports_neither_pydantic_nor_requests() -> None:
         check=True,
         env={**os.environ, "PYTHONPATH": str(root)},
     ).stdout.split()
-    for heavy in ("pydantic", "requests", "urllib3", "ssl", "socket", "typing", "hashlib"):
+    heavy_modules = ("pydantic", "requests", "urllib3", "ssl", "socket", "typing", "hashlib")
+    for heavy in (*heavy_modules, "json", "re", "enum", "dataclasses"):
         assert heavy not in loaded, heavy
     assert "builder_resource.config" not in loaded
 
@@ -159,6 +160,70 @@ def test_the_switch_turns_the_fast_path_off(tmp_path: Path) -> None:
     assert fastcheck.attempt(request, env)[0] == []
     with pytest.raises(Fallback):
         fastcheck.attempt(request, {**env, "BUILDER_RESOURCE_FAST_CHECK": "0"})
+
+
+@pytest.mark.parametrize("pattern", ["TAG_PATTERN", "DIGEST_PATTERN"])
+def test_pattern_checks_without_re_agree_with_the_patterns(pattern: str) -> None:
+    import random
+    import re
+
+    from builder_resource import versions
+
+    check = versions.is_tag if pattern == "TAG_PATTERN" else versions.is_digest
+    regex = re.compile(getattr(versions, pattern))
+    alphabet = "aA0_.-:/\n é" + "0123456789abcdef"
+    rng = random.Random(6)
+    samples = ["", "sha256:", DIGEST, DIGEST.upper(), "a" * 128, "a" * 129, "1.0\n", "_", "."]
+    samples += ["sha256:" + "".join(rng.choice("0123456789abcdefg") for _ in range(64))]
+    for _ in range(3000):
+        prefix = rng.choice(["", "sha256:"])
+        size = rng.choice([1, 2, 5, 63, 64, 65, 127, 128, 129])
+        samples.append(prefix + "".join(rng.choice(alphabet) for _ in range(size)))
+    for text in samples:
+        assert check(text) == bool(regex.fullmatch(text)), repr(text)
+
+
+JSON_SAMPLES = [
+    '{"source": {"repository": "h:5000/a", "insecure": true}, "version": null}',
+    ' [ {"tag": "1", "digest": "x"} ] ',
+    '{"a": [1, 2.5, -0.0, 1e400, null, false, "\\u00e9\\ud800\\n"], "b": {}, "c": []}',
+    '{"a": 1, "a": 2}',
+    "[NaN, Infinity, -Infinity, 12345678901234567890]",
+    '"just a string"',
+]
+
+
+@pytest.mark.parametrize("text", JSON_SAMPLES)
+def test_json_on_the_c_accelerator_agrees_with_json(text: str) -> None:
+    value = json.loads(text)
+    assert repr(light.json_loads(text)) == repr(value)
+    assert repr(light.json_loads(text.encode())) == repr(value)
+    assert light.json_dumps(value) == json.dumps(value)
+    compact = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    assert light.json_dumps(value, sort_keys=True, compact=True) == compact
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "  ", "[1,]", '{"a"}', "[] x", "\ufeff[]", "01", "[1] [2]", '"\x01"', "{'a': 1}"],
+)
+def test_json_that_json_refuses_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        json.loads(text)
+    with pytest.raises(Unsure):
+        light.json_loads(text)
+
+
+def test_json_bytes_in_other_encodings_are_declined() -> None:
+    for data in (b"\xef\xbb\xbf[]", "[]".encode("utf-16"), "[1]".encode("utf-32-le"), b"[\xff]"):
+        with pytest.raises(Unsure):
+            light.json_loads(data)
+
+
+def test_output_is_what_the_full_path_prints() -> None:
+    versions = [{"tag": "1.0", "digest": DIGEST}, {"tag": "é\u2028", "digest": OTHER}]
+    assert light.json_dumps(versions) == json.dumps(versions)
+    assert light.json_dumps([]) == json.dumps([])
 
 
 # -- the cache --------------------------------------------------------------------------

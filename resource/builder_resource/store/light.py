@@ -1,7 +1,7 @@
 """Light read-only stores for check: the two reads check makes (the tag listing and
 a tag's digest) from a registry or a layout directory, without requests, pydantic
-or the content model, so that a check process costs little more than the
-interpreter.
+or the content model (not even ``json`` or ``re``: see :func:`json_loads`), so
+that a check process costs little more than the interpreter.
 
 They handle the ordinary case only: 200 and 404 answers, Basic and Bearer auth,
 ``Link`` pages on the same host, a well-formed ``index.json``. Anything else raises
@@ -12,17 +12,15 @@ retries, logs or reports an error of its own.
 
 from __future__ import annotations
 
-import json
-import re
+import os
 import time
 
 from ..oci.media_types import MANIFEST_ACCEPT
-from ..versions import DIGEST_PATTERN
+from ..versions import is_digest, is_tag
 from .wire import (
     EXPIRY_MARGIN,
     MIN_TOKEN_SECONDS,
     Challenge,
-    check_reference,
     next_link,
     parse_challenges,
     parse_repository,
@@ -32,11 +30,10 @@ from .wire import (
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (check's path)
 if TYPE_CHECKING:
-    import ssl
     from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
-    ContextFactory = Callable[[], ssl.SSLContext]
+    ContextFactory = Callable[[], Any]  # → an _ssl._SSLContext
 
 #: layout.py's tag annotation (a unit test keeps the two equal).
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -52,8 +49,9 @@ MAX_TAG_PAGES = 1000
 
 _TRANSIENT = frozenset({429, 500, 502, 503, 504})
 # What requests would send unchanged in a URL (anything else it would re-quote).
-# Patterns are compiled on first use (``re`` caches them).
-_URL_SAFE = r"^[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]*$"
+_URL_SAFE = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?[]@!$&'()*+,;=%"
+)
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
 
 
@@ -63,6 +61,102 @@ class Unsure(Exception):
 
 class Untrusted(Unsure):
     """The server's TLS certificate did not verify against the trust tried."""
+
+
+# -- JSON, on the C accelerator of the json package ----------------------------------
+#
+# The json package imports ``re`` (and with it ``enum``, ``functools``...): more
+# than all the rest of a check. Its C scanner and string encoder need none of that.
+
+_WHITESPACE = " \t\n\r"  # json.decoder.WHITESPACE
+_CONSTANTS = {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}
+
+
+class _DecoderSettings:
+    """What ``_json.make_scanner`` reads from a ``json.JSONDecoder()``."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = _CONSTANTS.__getitem__
+
+
+_scan: Any = None
+
+
+def json_loads(text: bytes | str) -> Any:
+    """``json.loads(text)`` for a UTF-8 (bytes) or str JSON text; Unsure where
+    json.loads would fail or would decode the bytes otherwise."""
+    global _scan
+    if isinstance(text, bytes):
+        if text[:3] == b"\xef\xbb\xbf" or b"\x00" in text[:4]:
+            raise Unsure("JSON in another encoding")  # json.detect_encoding's cases
+        try:
+            text = text.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            raise Unsure("JSON not UTF-8") from None
+    if _scan is None:
+        try:
+            from _json import make_scanner
+        except ImportError:  # not CPython: the json package, then
+            import json
+
+            _scan = json.JSONDecoder().scan_once
+        else:
+            _scan = make_scanner(_DecoderSettings)
+    start = len(text) - len(text.lstrip(_WHITESPACE))
+    try:
+        value, end = _scan(text, start)
+    except (StopIteration, ValueError, RecursionError):
+        raise Unsure("not JSON") from None
+    if text[end:].strip(_WHITESPACE):
+        raise Unsure("JSON with extra data")
+    return value
+
+
+def json_dumps(value: Any, *, sort_keys: bool = False, compact: bool = False) -> str:
+    """``json.dumps(value, sort_keys=..., separators=...)`` for JSON values: str,
+    int, float, bool, None, list, tuple and dicts with str keys."""
+    try:
+        from _json import encode_basestring_ascii as quote
+    except ImportError:  # pragma: no cover - not CPython
+        import json
+
+        return json.dumps(value, sort_keys=sort_keys, separators=(",", ":") if compact else None)
+    item, key = (",", ":") if compact else (", ", ": ")
+
+    def encode(v: Any) -> str:
+        if isinstance(v, str):
+            return quote(v)
+        if v is None:
+            return "null"
+        if v is True:
+            return "true"
+        if v is False:
+            return "false"
+        if isinstance(v, int):
+            return int.__repr__(v)
+        if isinstance(v, float):
+            if v != v:
+                return "NaN"
+            if v in (float("inf"), float("-inf")):
+                return "Infinity" if v > 0 else "-Infinity"
+            return float.__repr__(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + item.join(map(encode, v)) + "]"
+        if isinstance(v, dict):
+            pairs = sorted(v.items()) if sort_keys else v.items()
+            parts = []
+            for k, x in pairs:
+                if not isinstance(k, str):
+                    raise TypeError(f"keys must be str, not {type(k).__name__}")
+                parts.append(quote(k) + key + encode(x))
+            return "{" + item.join(parts) + "}"
+        raise TypeError(f"Object of type {type(v).__name__} is not JSON serializable")
+
+    return encode(value)
 
 
 # -- a minimal HTTP/1.1 client ------------------------------------------------------
@@ -130,21 +224,15 @@ class Connection:
     # -- internals ------------------------------------------------------------------
 
     def _connect(self) -> None:
+        sock = _tcp(self.host, self.port)
         if self.scheme == "https":
-            import socket
-
             assert self._context is not None
-            context = self._context()
-            raw = _tcp(socket, self.host, self.port)
             try:
-                self._sock = context.wrap_socket(raw, server_hostname=self.host)
+                sock = _TLSSocket(sock, self._context(), self.host)
             except BaseException:
-                raw.close()
+                sock.close()
                 raise
-        else:
-            import _socket
-
-            self._sock = _tcp(_socket, self.host, self.port)
+        self._sock = sock
         self._buf = b""
 
     def _fill(self) -> None:
@@ -256,17 +344,18 @@ class _Closed(Exception):
     """The peer closed the connection before a complete answer."""
 
 
-def _tcp(sockets: Any, host: str, port: int) -> Any:
-    """A connected TCP socket made by ``sockets``: the C module ``_socket`` for plain
-    HTTP (the ``socket`` module's wrapper and its imports are not needed), or
-    ``socket`` for TLS (``ssl`` wraps only its sockets)."""
+def _tcp(host: str, port: int) -> Any:
+    """A connected TCP socket, from the C module: the ``socket`` module's wrapper
+    costs its imports (``enum`` and ``selectors`` among them) and adds nothing here."""
+    import _socket
+
     error: OSError | None = None
-    for family, kind, proto, address in _addresses(sockets, host, port):
-        sock = sockets.socket(family, kind, proto)
+    for family, kind, proto, address in _addresses(_socket, host, port):
+        sock = _socket_class()(family, kind, proto)
         try:
             # As urllib3 does: no Nagle delay between a TLS handshake's last flight
             # and the request (the server's delayed ACK would add ~40 ms).
-            sock.setsockopt(sockets.IPPROTO_TCP, sockets.TCP_NODELAY, 1)
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             sock.settimeout(CONNECT_TIMEOUT)
             sock.connect(address)
             sock.settimeout(READ_TIMEOUT)
@@ -275,6 +364,22 @@ def _tcp(sockets: Any, host: str, port: int) -> Any:
             sock.close()
             error = e
     raise error or OSError(f"cannot resolve {host}")
+
+
+_Socket: Any = None
+
+
+def _socket_class() -> Any:
+    """``_socket.socket`` with the weak reference ``_ssl`` keeps to its socket (as
+    the ``socket`` module's subclass has)."""
+    global _Socket
+    if _Socket is None:
+        import _socket
+
+        class _Socket(_socket.socket):  # type: ignore[no-redef]
+            __slots__ = ("__weakref__",)
+
+    return _Socket
 
 
 def _addresses(sockets: Any, host: str, port: int) -> list[tuple[int, int, int, Any]]:
@@ -315,7 +420,7 @@ def split_url(url: str) -> tuple[str, str, str]:
     """``scheme://netloc/target`` → (scheme, netloc, target); Unsure for anything
     requests would rewrite (user info, fragments, characters to quote)."""
     scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in ("http", "https") or not re.match(_URL_SAFE, url):
+    if not sep or scheme.lower() not in ("http", "https") or not set(url) <= _URL_SAFE:
         raise Unsure("URL")
     netloc, slash, path = rest.partition("/")
     if "@" in netloc or "#" in rest or not netloc:
@@ -348,15 +453,49 @@ def basic_credentials(username: str, password: str, encoding: str) -> str:
 
 
 # -- TLS ---------------------------------------------------------------------------
+#
+# On ``_ssl``, the C module under ``ssl``: ``ssl.py`` and the ``socket`` module it
+# needs cost more to import (enum conversions of their constants, ``selectors``)
+# than the handshake itself. The context is what ``ssl.create_default_context``
+# builds (``SSLContext(PROTOCOL_TLS_CLIENT)``: certificates and host name verified,
+# TLS 1.2 at least), and the handshake and I/O are the C calls ``ssl.SSLSocket``
+# makes. Anything this does not expect is Unsure, and the full client decides.
+
+
+class _TLSSocket:
+    """A blocking TLS connection over a connected ``_socket.socket``."""
+
+    def __init__(self, sock: Any, context: Any, hostname: str) -> None:
+        if not hostname.isascii():
+            raise Unsure("non-ASCII host name")  # ssl.py would IDNA-encode it
+        self._sock = sock
+        self._tls = context._wrap_socket(sock, False, hostname, owner=None, session=None)
+        self._tls.do_handshake()
+
+    def sendall(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._tls.write(view) :]
+
+    def recv(self, size: int) -> bytes:
+        import _ssl
+
+        try:
+            return self._tls.read(size)
+        except (_ssl.SSLZeroReturnError, _ssl.SSLEOFError):
+            return b""  # closed, cleanly or not: what ssl's suppress_ragged_eofs does
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 def tls_contexts(
     insecure: bool, ca_certs: Sequence[str], env: Mapping[str, str]
 ) -> list[ContextFactory]:
-    """The contexts to try, in order, each a factory (``ssl`` is imported only for
+    """The contexts to try, in order, each a factory (``_ssl`` is loaded only for
     HTTPS). They trust at most what the full client trusts, so a handshake the
     light client completes is one the full client would complete too; a failed
-    verification is :class:`Unsure` after the last."""
+    verification is :class:`Untrusted` after the last."""
     if insecure:
         return [lambda: _context(None)]
     if ca_certs:
@@ -368,23 +507,24 @@ def tls_contexts(
     return [lambda: _context(None, cafile=bundle or _certifi_file())]
 
 
-def _context(cadata: str | None, cafile: str | None = None) -> ssl.SSLContext:
-    import ssl
-
-    if cadata is None and cafile is None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    import os
-
-    if cafile is not None and os.path.isdir(cafile):
-        raise Unsure("CA directory")
+def _context(cadata: str | None, cafile: str | None = None) -> Any:
+    """An ``_ssl._SSLContext``: verifying with ``cadata``/``cafile``, or, with
+    neither, verifying nothing (``insecure``)."""
     try:
-        context = ssl.create_default_context(cafile=cafile, cadata=cadata)
-    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
-        raise Unsure(f"CA certificates: {e}") from None
-    context.hostname_checks_common_name = False  # as urllib3 does
+        import _ssl
+
+        context = _ssl._SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+        if cadata is None and cafile is None:
+            context.check_hostname = False
+            context.verify_mode = _ssl.CERT_NONE
+            return context
+        if cafile is not None and os.path.isdir(cafile):
+            raise Unsure("CA directory")
+        context.load_verify_locations(cafile, None, cadata)
+        # hostname_checks_common_name = False, as urllib3 sets it (ssl.py's setter).
+        context._host_flags |= _ssl.HOSTFLAG_NEVER_CHECK_SUBJECT
+    except (ImportError, AttributeError, TypeError, OSError, ValueError) as e:
+        raise Unsure(f"TLS context: {e}") from None  # _ssl.SSLError is an OSError
     return context
 
 
@@ -435,16 +575,20 @@ class LightRegistry:
         ca_certs: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         memo: Memo | None = None,
+        parsed: tuple[str, str] | None = None,
     ) -> None:
-        try:
-            self.registry, self.name = parse_repository(repository)
-        except Exception:
-            raise Unsure("repository") from None
+        """``parsed``: what ``parse_repository(repository)`` returned, when known."""
+        if parsed is None:
+            try:
+                parsed = parse_repository(repository)
+            except Exception:
+                raise Unsure("repository") from None
+        self.registry, self.name = parsed
         self.insecure = insecure
         self._username = username or None
         self._password = password or ""
         self._factories = tls_contexts(insecure, ca_certs, env or {})
-        self._contexts: dict[int, ssl.SSLContext] = {}
+        self._contexts: dict[int, Any] = {}
         self._trust: dict[tuple[str, str], int] = {}  # origin → the context that verified
         self._memo = memo or Memo()
         self._probe_key = f"{self.registry}\n{int(insecure)}"
@@ -495,10 +639,8 @@ class LightRegistry:
         return list(dict.fromkeys(tags))
 
     def resolve_tag(self, tag: str) -> str | None:
-        try:
-            check_reference(tag)
-        except Exception:
-            raise Unsure("reference") from None
+        if not is_tag(tag):  # stricter than check_reference: nothing odd goes into a URL
+            raise Unsure("reference")
         target = f"/v2/{self.name}/manifests/{tag}"
         response = self._get("HEAD", target, {"Accept": MANIFEST_ACCEPT})
         if response.status == 404:
@@ -506,13 +648,13 @@ class LightRegistry:
         if response.status != 200:
             raise Unsure(f"manifest HEAD: {response.status}")
         digest = response.header("docker-content-digest") or ""
-        if not re.match(DIGEST_PATTERN, digest):
+        if not is_digest(digest):
             raise Unsure("no digest header")  # the full client hashes the manifest
         return digest
 
     # -- requests ----------------------------------------------------------------------
 
-    def _context(self, index: int) -> ssl.SSLContext:
+    def _context(self, index: int) -> Any:
         if index not in self._contexts:
             self._contexts[index] = self._factories[index]()
         return self._contexts[index]
@@ -575,7 +717,7 @@ class LightRegistry:
         """The request target of a ``Link`` on the registry's own origin."""
         scheme, netloc = self._base_url()
         if link.startswith("/") and not link.startswith("//"):
-            if not re.match(_URL_SAFE, link) or "#" in link:
+            if not set(link) <= _URL_SAFE or "#" in link:
                 raise Unsure("link")
             return link
         link_scheme, link_netloc, target = split_url(link)
@@ -642,7 +784,7 @@ class LightRegistry:
     def _bearer(self, challenge: Challenge, scopes: frozenset[str]) -> str:
         realm = challenge.params.get("realm") or ""
         service = challenge.params.get("service") or ""
-        material = json.dumps(
+        material = json_dumps(
             [self.registry, realm, service, sorted(scopes), self._username, self._password]
         )
         if self._token is not None and self._token[1] == material:
@@ -706,10 +848,7 @@ def _json_body(response: Response) -> dict[str, Any]:
     body = response.body
     if not body.isascii():
         raise Unsure("non-ASCII body")
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise Unsure("not JSON") from None
+    data = json_loads(body)
     if not isinstance(data, dict):
         raise Unsure("not a JSON object")
     return data
@@ -756,10 +895,7 @@ class LightLayout:
             return {}
         except OSError:
             raise Unsure("index.json unreadable") from None
-        try:
-            data = json.loads(content)
-        except ValueError:
-            raise Unsure("index.json not JSON") from None
+        data = json_loads(content)
         if not isinstance(data, dict) or not isinstance(data.get("manifests"), list):
             raise Unsure("not an OCI index")
         tags: dict[str, str] = {}
@@ -767,7 +903,7 @@ class LightLayout:
             if not isinstance(item, dict) or "mediaType" not in item:
                 raise Unsure("descriptor")
             digest, size = item.get("digest"), item.get("size")
-            if not isinstance(digest, str) or not re.match(DIGEST_PATTERN, digest):
+            if not isinstance(digest, str) or not is_digest(digest):
                 raise Unsure("descriptor digest")
             if type(size) is not int or size < 0:
                 raise Unsure("descriptor size")
