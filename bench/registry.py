@@ -66,6 +66,10 @@ class Registry:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.read()
 
+    def list_tags(self, repository: str) -> list[str]:
+        with urllib.request.urlopen(f"{self.url}/v2/{repository}/tags/list", timeout=30) as r:
+            return json.loads(r.read()).get("tags") or []
+
     def put_manifests(
         self, repository: str, references: list[str], body: bytes, media_type: str = OCI_INDEX
     ) -> None:

@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def check() -> list[Row]:
             tiny = images.ensure(images.single_layer_image("tiny", 1 / 16), cache, log)
-            return [bench.measure_check(tiny, args.tags, args.check_runs)]
+            return [bench.measure_check(published, tiny, args.tags, args.check_runs)]
 
         def rss() -> list[Row]:
             sized = [
@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         group("get", get)
         group("rootfs", rootfs)
         group("apply", lambda: [bench.measure_apply(main_image)])
+        group("check", check)  # more tags on the version put measured (or a tiny one)
         bench.stop_all()
-        group("check", check)
         group("rss", rss)
         group("compress", lambda: bench.measure_compress(main_image))
     finally:
