@@ -213,3 +213,14 @@ def test_parallel_raises_the_first_failure_and_drops_pending_tasks():
     with pytest.raises(StoreError, match="boom"):
         parallel([boom, *[ok(i) for i in range(20)]], workers=2)
     assert len(started) < 20
+
+
+def test_probe_order_puts_plain_http_first_only_on_insecure_loopback():
+    from builder_resource.store.wire import probe_schemes
+
+    assert probe_schemes("registry.example.org", insecure=False) == ("https",)
+    assert probe_schemes("127.0.0.1:5000", insecure=False) == ("https",)
+    assert probe_schemes("registry.example.org:5000", insecure=True) == ("https", "http")
+    assert probe_schemes("10.0.0.7:5000", insecure=True) == ("https", "http")
+    for loopback in ("127.0.0.1:5000", "127.1.2.3", "localhost:5000", "[::1]:5000"):
+        assert probe_schemes(loopback, insecure=True) == ("http", "https")

@@ -40,7 +40,7 @@ from .http import (
     make_session,
 )
 from .progress import Progress, human
-from .wire import check_reference, next_link, parse_repository
+from .wire import check_reference, next_link, parse_repository, probe_schemes
 
 log = logging.getLogger("builder_resource.store")
 
@@ -218,9 +218,7 @@ class RegistryStore:
         check_digest(digest)
         download = _Download(self, digest, size)
         try:
-            yield VerifyingReader(
-                download, digest, size, what=f"blob from {self.location}"
-            )  # type: ignore[misc]
+            yield VerifyingReader(download, digest, size, what=f"blob from {self.location}")  # type: ignore[misc]
         finally:
             download.close()
 
@@ -392,31 +390,36 @@ class RegistryStore:
         return self._base
 
     def _probe(self) -> str:
-        """Ping ``/v2/``: learn the scheme (HTTPS, or plain HTTP when insecure and the
-        TLS handshake fails, as containers/image does) and the auth challenge."""
-        schemes = ("https", "http") if self.insecure else ("https",)
+        """Ping ``/v2/``: learn the scheme (HTTPS; with ``insecure``, plain HTTP when
+        HTTPS fails, or first on loopback) and the auth challenge."""
+        schemes = probe_schemes(self.registry, self.insecure)
         failure: StoreError | None = None
-        for scheme in schemes:
+        for i, scheme in enumerate(schemes):
             base = f"{scheme}://{self.registry}"
-            fallback = self.insecure and scheme == "https"
+            last = i == len(schemes) - 1
             try:
                 response = self._request(
-                    "GET", base + "/v2/", frozenset(), "GET /v2/", retry=not fallback, auth=False
+                    "GET", base + "/v2/", frozenset(), "GET /v2/", retry=last, auth=False
                 )
             except StoreError as e:
-                if fallback:
-                    log.debug("registry %s: HTTPS failed (%s); trying plain HTTP", self.registry, e)
-                    failure = e
-                    continue
-                raise
+                if last:
+                    raise
+                log.debug(
+                    "registry %s: %s failed (%s); trying the next scheme", self.registry, scheme, e
+                )
+                failure = e
+                continue
             with response:
                 if response.status_code == 401:
                     self.auth.observe(response)
                 elif response.status_code != 200:
-                    raise StoreError(
+                    failure = StoreError(
                         f"registry {self.registry}: GET /v2/: {error_summary(response)} "
                         "(not an OCI distribution registry?)"
                     )
+                    if last:
+                        raise failure
+                    continue  # plain HTTP to a TLS port answers 400
             if scheme == "http":
                 log.info("registry %s: using plain HTTP (insecure)", self.registry)
             return base
@@ -487,8 +490,10 @@ class RegistryStore:
                 if close is not None:
                     close()
             if auth and response.status_code == 401:
-                wider = None if reauthenticated else self.auth.unauthorized(
-                    response, scopes, authorization
+                wider = (
+                    None
+                    if reauthenticated
+                    else self.auth.unauthorized(response, scopes, authorization)
                 )
                 if wider is not None:
                     response.close()
@@ -528,9 +533,7 @@ class RegistryStore:
                         f"registry {self.registry}: {what}: larger than {human(limit)}"
                     )
         except requests.RequestException as e:
-            raise StoreError(
-                f"registry {self.registry}: {what}: {describe_exception(e)}"
-            ) from None
+            raise StoreError(f"registry {self.registry}: {what}: {describe_exception(e)}") from None
         return bytes(out)
 
 

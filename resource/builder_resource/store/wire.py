@@ -52,6 +52,19 @@ def parse_repository(repository: str) -> tuple[str, str]:
     return host, name
 
 
+def probe_schemes(registry: str, insecure: bool) -> tuple[str, ...]:
+    """The schemes to try, in order. HTTPS only, unless ``insecure``; then HTTPS
+    first, as containers/image does, except on loopback, where nothing crosses a
+    network and plain HTTP answers without the cost of a TLS context."""
+    if not insecure:
+        return ("https",)
+    host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
+    host = host.strip("[]")
+    if host == "localhost" or host == "::1" or host.startswith("127."):
+        return ("http", "https")
+    return ("https", "http")
+
+
 def check_reference(reference: str) -> str:
     """A tag or a sha256 digest; anything else would be spliced into a URL."""
     import re
