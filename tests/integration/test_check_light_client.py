@@ -327,3 +327,83 @@ def test_an_idle_connection_closed_by_the_server_is_reopened() -> None:
         open_one._sock.shutdown(0)  # as if the server had closed it meanwhile
         # The request on the dead connection fails; one retry on a new one.
         assert light.resolve_tag("a") == DIGEST
+
+
+# -- the HTTP client on raw answers ------------------------------------------------------
+
+
+class RawServer:
+    """Answers every request on 127.0.0.1 with the same bytes, then closes."""
+
+    def __init__(self, answer: bytes) -> None:
+        import socket
+        import threading
+
+        self.answer = answer
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.netloc = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            with connection:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = connection.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                connection.sendall(self.answer)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def raw_get(answer: bytes, headers: dict[str, str] | None = None):
+    from builder_resource.store.light import Connection
+
+    server = RawServer(answer)
+    try:
+        return Connection("http", server.netloc).request("GET", "/x", headers or {})
+    finally:
+        server.close()
+
+
+def test_raw_answers_the_client_reads() -> None:
+    ok = raw_get(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\nx-a: 2\r\n\r\nhi")
+    assert (ok.status, ok.body, ok.header("x-a")) == (200, b"hi", "1, 2")
+    chunks = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+    assert raw_get(chunks).body == b"hi"
+    to_close = raw_get(b"HTTP/1.0 200 OK\r\n\r\nuntil the end")
+    assert to_close.body == b"until the end"
+    assert raw_get(b"HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n").status == 404
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/2 200\r\n\r\n",
+        b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhi",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nhi",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nhi\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhiXX0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n folded: header\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 0\r\n\r\n",
+        b"",
+    ],
+)
+def test_raw_answers_the_client_declines(answer: bytes) -> None:
+    with pytest.raises(Unsure):
+        raw_get(answer)
+
+
+def test_header_values_cannot_smuggle_lines() -> None:
+    with pytest.raises(Unsure):
+        raw_get(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", {"Authorization": "x\r\nY: z"})

@@ -53,6 +53,7 @@ _URL_SAFE = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?[]@!$&'()*+,;=%"
 )
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 
 
 class Unsure(Exception):
@@ -202,7 +203,12 @@ class Connection:
     def request(self, method: str, target: str, headers: Mapping[str, str]) -> Response:
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self.netloc}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if any("\r" in line or "\n" in line for line in lines):
+            raise Unsure("line break in a header")  # requests refuses those too
+        try:
+            data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        except UnicodeEncodeError:
+            raise Unsure("header not latin-1") from None
         for attempt in (0, 1):
             reused = self._sock is not None
             try:
@@ -254,7 +260,11 @@ class Connection:
         status_line, *header_lines = head.split("\r\n")
         version, _, rest = status_line.partition(" ")
         code = rest[:3]
-        if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit():
+        if (
+            version not in ("HTTP/1.1", "HTTP/1.0")
+            or not (code.isascii() and code.isdigit())
+            or rest[3:4] not in ("", " ")
+        ):
             raise Unsure("not an HTTP/1.x answer")
         status = int(code)
         if status < 200:
@@ -272,13 +282,16 @@ class Connection:
         keep = (
             version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
         ) or "keep-alive" in headers.get("connection", "").lower()
+        coding = headers.get("transfer-encoding", "").strip().lower()
         if method == "HEAD" or status in (204, 304):
             body = b""
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
+        elif coding == "chunked":
             body = self._read_chunked()
+        elif coding:
+            raise Unsure(f"transfer coding {coding}")
         elif "content-length" in headers:
             length = headers["content-length"]
-            if not length.isdigit() or int(length) > MAX_BODY:
+            if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY:
                 raise Unsure("content length")
             body = self._read_exactly(int(length))
         else:
@@ -315,10 +328,9 @@ class Connection:
         total = 0
         while True:
             size_text = self._read_line().split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise Unsure("bad chunk size") from None
+            if not size_text or not set(size_text) <= _HEX_DIGITS:
+                raise Unsure("bad chunk size")
+            size = int(size_text, 16)
             if size == 0:
                 while self._read_line():  # trailers, up to the empty line
                     pass
@@ -423,7 +435,7 @@ def split_url(url: str) -> tuple[str, str, str]:
     if not sep or scheme.lower() not in ("http", "https") or not set(url) <= _URL_SAFE:
         raise Unsure("URL")
     netloc, slash, path = rest.partition("/")
-    if "@" in netloc or "#" in rest or not netloc:
+    if "@" in netloc or "?" in netloc or "#" in rest or not netloc:
         raise Unsure("URL")
     return scheme.lower(), netloc, "/" + path if slash else "/"
 
