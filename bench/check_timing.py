@@ -10,7 +10,8 @@ layout directory, filled with N tags. Then, alternating run by run: check throug
 the wrapper with a warm cache, and skopeo. Printed: the cold check (first run in a
 fresh ``TMPDIR``: pydantic validates the source and the registry is probed), the
 warm medians, skopeo's, and the full path's (``BUILDER_RESOURCE_FAST_CHECK=0``).
-Every check's output is compared with the full path's.
+Every check's output is compared with the full path's. For scale, the first line
+is the interpreter alone (``python -P -c pass``), the floor of any Python check.
 
 The resource runs with ``$BUILDER_RESOURCE_PYTHON`` (default: this interpreter) — use
 a venv like the image's (``python3 -m venv /tmp/ckvenv && /tmp/ckvenv/bin/pip
@@ -268,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"check with the cursor at the newest of {args.tags} tags; {args.runs} runs; {python}")
     names = ("cold", "warm", "(min)", "skopeo", "(min)", "full")
     print(f"{'set-up':8} " + " ".join(f"{n:>8}" for n in names) + "   ms, medians")
+    bare = []
+    for _ in range(args.runs):
+        bare.append(timed([python, "-P", "-c", "pass"], None, env_for(python, Path("/tmp")))[0])
+    cells = [float("nan"), statistics.median(bare) * 1000, min(bare) * 1000]
+    print(f"{'python':8} " + " ".join(f"{c:8.1f}" for c in cells) + "   (-P -c pass)")
     with tempfile.TemporaryDirectory(prefix="check-timing-stores-") as tmp, ExitStack() as stack:
         for target in targets(stack, Path(tmp), setups, args.tags):
             if not have_skopeo:
