@@ -204,6 +204,16 @@ def test_tls_trust_from_local_ca_certificate_or_none(
     assert checker.versions(source)[0] == []
 
 
+def test_insecure_tls_on_loopback(checker: Checker, tls_registry: Registry, repo_name: str):
+    """Plain HTTP first on loopback (a TLS port answers 400), then unverified HTTPS."""
+    source = {"repository": tls_registry.repository(repo_name), "insecure": True}
+    with registry_store(source) as store:
+        v = push_tags(store, "1.0.0")
+    for _ in range(2):
+        result, _ = checker.run({"source": source, "version": v["1.0.0"]})
+        assert result.json == [v["1.0.0"]] and "plain HTTP" not in result.stderr
+
+
 def test_a_stale_cache_entry_falls_back_then_heals(
     checker: Checker, registry: Registry, repo_name: str
 ) -> None:

@@ -25,6 +25,7 @@ from .wire import (
     parse_challenges,
     parse_repository,
     pick_challenge,
+    probe_schemes,
     repository_scope,
 )
 
@@ -742,7 +743,7 @@ class LightRegistry:
     def _base_url(self) -> tuple[str, str]:
         if self._base is None:
             memo = self._memo.load("probe", self._probe_key)
-            schemes = ("https", "http") if self.insecure else ("https",)
+            schemes = probe_schemes(self.registry, self.insecure)
             if memo is not None and memo.get("scheme") in schemes:
                 self._base = (memo["scheme"], self.registry)
                 challenge = memo.get("challenge")
@@ -762,20 +763,25 @@ class LightRegistry:
         return self._base
 
     def _probe(self) -> tuple[str, str]:
-        schemes = ("https", "http") if self.insecure else ("https",)
-        for scheme in schemes:
+        """``RegistryStore._probe``: the schemes in ``probe_schemes`` order, the next
+        one after a failure or an answer other than 200 or 401."""
+        schemes = probe_schemes(self.registry, self.insecure)
+        for i, scheme in enumerate(schemes):
+            last = i == len(schemes) - 1
             try:
                 response = self._send(scheme, self.registry, "GET", "/v2/", {"Accept": "*/*"})
             except Unsure:
-                if self.insecure and scheme == "https":
-                    continue  # plain HTTP next, as the full client does
-                raise
+                if last:
+                    raise
+                continue
             if response.status == 401:
                 self._challenge = pick_challenge(
                     parse_challenges(response.header("www-authenticate") or "")
                 )
             elif response.status != 200:
-                raise Unsure(f"GET /v2/: {response.status}")
+                if last:
+                    raise Unsure(f"GET /v2/: {response.status}")
+                continue  # plain HTTP to a TLS port answers 400
             return scheme, self.registry
         raise Unsure("no scheme")  # pragma: no cover - the loop returns or raises
 
