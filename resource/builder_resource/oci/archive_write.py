@@ -7,16 +7,19 @@
 - ``oci``: an oci-archive (the same without ``manifest.json``);
 - ``oci-layout``: the layout as a directory.
 
-Archives are deterministic: sorted members, owner 0:0, mtime 0.
+Archives are deterministic: sorted members, owner 0:0, mtime 0. The layout of an
+archive is planned from the manifest before any blob is read (:func:`plan_image`),
+so blobs may be written into it in any order, side by side, with the same bytes.
 """
 
 from __future__ import annotations
 
-import io
 import json
+import os
 import tarfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,6 +33,7 @@ OpenBlob = Callable[[Descriptor], AbstractContextManager[BinaryIO]]
 FORMATS = ("docker", "oci", "oci-layout")
 LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 REF_NAME = "org.opencontainers.image.ref.name"
+BLOCK = tarfile.BLOCKSIZE
 
 
 def write_image(
@@ -40,7 +44,74 @@ def write_image(
     repo_tags: tuple[str, ...] = (),
 ) -> None:
     """Write the image ``manifest`` to ``destination`` (a file, or a directory for
-    ``oci-layout``), reading its blobs through ``open_blob``."""
+    ``oci-layout``), reading its blobs one after another through ``open_blob``."""
+    planned = plan_image(destination, fmt, manifest, repo_tags)
+    planned.create()
+    for slot in planned.slots:
+        with open_blob(slot.descriptor) as reader:
+            write_slot(slot, reader)
+
+
+@dataclass(frozen=True)
+class BlobSlot:
+    """Where one blob's bytes go: ``descriptor.size`` bytes of ``path`` from ``offset``."""
+
+    descriptor: Descriptor
+    path: Path
+    offset: int
+
+
+@dataclass
+class PlannedImage:
+    """An image archive laid out before any blob is read.
+
+    Every member's place follows from the manifest alone (descriptors carry
+    sizes), so :meth:`create` writes everything but the blobs (headers, small
+    files, the end of the archive) and each blob then goes to its
+    :class:`BlobSlot`, in any order and from any thread, without changing a byte
+    of the result. That lets blobs download side by side and a reader follow one
+    as it arrives; the bytes are those ``tarfile`` writes in stream mode.
+    """
+
+    destination: Path
+    fmt: str
+    #: small files: (path, offset, bytes); tar headers, padding and the end count as such
+    pieces: list[tuple[Path, int, bytes]]
+    slots: list[BlobSlot]
+    #: the archive's size (``None`` for a directory)
+    size: int | None
+
+    def create(self) -> None:
+        """Write everything but the blobs; blob files exist (empty) afterwards."""
+        if self.size is None:
+            (self.destination / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+            for path, _, data in self.pieces:
+                path.write_bytes(data)
+            for slot in self.slots:
+                open(slot.path, "wb").close()
+            return
+        fd = os.open(self.destination, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            os.ftruncate(fd, self.size)
+            for _, offset, data in self.pieces:
+                _pwrite_all(fd, data, offset)
+        finally:
+            os.close(fd)
+
+    def slot(self, digest: str) -> BlobSlot:
+        for slot in self.slots:
+            if slot.descriptor.digest == digest:
+                return slot
+        raise KeyError(digest)
+
+
+def plan_image(
+    destination: Path, fmt: str, manifest: ImageManifest, repo_tags: tuple[str, ...] = ()
+) -> PlannedImage:
+    """Lay out the image ``manifest`` as ``fmt`` at ``destination`` (see PlannedImage)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown image format {fmt!r}")
+    destination = Path(destination)
     descriptor = Descriptor(manifest.media_type, _digest(manifest.raw), len(manifest.raw))
     entry = descriptor.to_json()
     if repo_tags:
@@ -49,9 +120,26 @@ def write_image(
     blobs = [manifest.config, *manifest.layers]
     small = {descriptor.digest: manifest.raw}
     if fmt == "oci-layout":
-        _write_directory(destination, index, small, blobs, open_blob)
-        return
-    docker_manifest = None
+        pieces = [(destination / _blob_path(d), 0, raw) for d, raw in small.items()]
+        pieces += [(destination / "index.json", 0, index), (destination / "oci-layout", 0, LAYOUT)]
+        slots = [
+            BlobSlot(d, destination / _blob_path(d.digest), 0)
+            for d in _unique(blobs)
+            if d.digest not in small
+        ]
+        return PlannedImage(destination, fmt, pieces, slots, None)
+    members: list[tuple[tarfile.TarInfo, bytes | Descriptor]] = [
+        (_info("blobs", 0, 0o755, tarfile.DIRTYPE), b""),
+        (_info("blobs/sha256", 0, 0o755, tarfile.DIRTYPE), b""),
+    ]
+    everything: list[tuple[str, Descriptor | bytes]] = [
+        (_blob_path(d), raw) for d, raw in small.items()
+    ]
+    everything += [(_blob_path(d.digest), d) for d in _unique(blobs) if d.digest not in small]
+    for name, item in sorted(everything, key=lambda pair: pair[0]):
+        size = len(item) if isinstance(item, bytes) else item.size
+        members.append((_info(name, size, 0o444), item))
+    members.append((_info("index.json", len(index), 0o644), index))
     if fmt == "docker":
         docker_manifest = json.dumps(
             [
@@ -63,7 +151,52 @@ def write_image(
             ],
             separators=(",", ":"),
         ).encode()
-    _write_tar(destination, index, small, blobs, open_blob, docker_manifest)
+        members.append((_info("manifest.json", len(docker_manifest), 0o644), docker_manifest))
+    members.append((_info("oci-layout", len(LAYOUT), 0o644), LAYOUT))
+
+    pieces = []
+    slots = []
+    offset = 0
+    for info, item in members:
+        header = info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+        pieces.append((destination, offset, header))
+        offset += len(header)
+        if isinstance(item, bytes):
+            pieces.append((destination, offset, item + bytes(-len(item) % BLOCK)))
+        else:
+            slots.append(BlobSlot(item, destination, offset))
+            pieces.append((destination, offset + item.size, bytes(-item.size % BLOCK)))
+        offset += info.size + -info.size % BLOCK
+    end = offset + 2 * BLOCK  # two zero blocks, then zeros up to a whole record
+    size = end + -end % tarfile.RECORDSIZE
+    pieces.append((destination, offset, bytes(size - offset)))
+    return PlannedImage(destination, fmt, [p for p in pieces if p[2]], slots, size)
+
+
+def write_slot(slot: BlobSlot, reader: BinaryIO) -> None:
+    """Copy the blob from ``reader`` into its slot, then read on to EOF: a verifying
+    reader checks the digest there, and a blob longer than its descriptor says fails."""
+    size = slot.descriptor.size
+    with open(slot.path, "r+b", buffering=0) as out:
+        out.seek(slot.offset)
+        left = size
+        while left:
+            chunk = reader.read(min(left, CHUNK))
+            if not chunk:
+                raise DigestMismatchError(
+                    f"blob {slot.descriptor.digest}: shorter than {size} bytes"
+                )
+            out.write(chunk)
+            left -= len(chunk)
+    _expect_eof(reader, slot.descriptor)
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
 
 
 def _digest(raw: bytes) -> str:
@@ -83,59 +216,9 @@ def _unique(blobs: list[Descriptor]) -> list[Descriptor]:
     return sorted(seen.values(), key=lambda d: d.digest)
 
 
-def _write_tar(
-    destination: Path,
-    index: bytes,
-    small: dict[str, bytes],
-    blobs: list[Descriptor],
-    open_blob: OpenBlob,
-    docker_manifest: bytes | None,
-) -> None:
-    with (
-        open(destination, "wb", buffering=CHUNK) as out,
-        tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar,
-    ):
-        _add_dir(tar, "blobs")
-        _add_dir(tar, "blobs/sha256")
-        everything: list[tuple[str, Descriptor | bytes]] = [
-            (_blob_path(d), raw) for d, raw in small.items()
-        ]
-        everything += [(_blob_path(d.digest), d) for d in _unique(blobs) if d.digest not in small]
-        for name, item in sorted(everything, key=lambda pair: pair[0]):
-            if isinstance(item, bytes):
-                _add_bytes(tar, name, item, 0o444)
-            else:
-                info = _info(name, item.size, 0o444)
-                with open_blob(item) as reader:
-                    tar.addfile(info, reader)
-                    _expect_eof(reader, item)
-        _add_bytes(tar, "index.json", index, 0o644)
-        if docker_manifest is not None:
-            _add_bytes(tar, "manifest.json", docker_manifest, 0o644)
-        _add_bytes(tar, "oci-layout", LAYOUT, 0o644)
-
-
-def _write_directory(
-    destination: Path,
-    index: bytes,
-    small: dict[str, bytes],
-    blobs: list[Descriptor],
-    open_blob: OpenBlob,
-) -> None:
-    (destination / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-    for digest, raw in small.items():
-        (destination / _blob_path(digest)).write_bytes(raw)
-    for d in _unique(blobs):
-        with open_blob(d) as reader, open(destination / _blob_path(d.digest), "wb") as out:
-            while chunk := reader.read(CHUNK):
-                out.write(chunk)
-    (destination / "index.json").write_bytes(index)
-    (destination / "oci-layout").write_bytes(LAYOUT)
-
-
 def _expect_eof(reader: BinaryIO, descriptor: Descriptor) -> None:
-    """tarfile copies exactly ``size`` bytes; reading on to EOF makes a verifying
-    reader check the digest, and catches a blob longer than its descriptor says."""
+    """Reading on to EOF makes a verifying reader check the digest, and catches a
+    blob longer than its descriptor says."""
     if reader.read(1):
         raise DigestMismatchError(f"blob {descriptor.digest}: longer than {descriptor.size} bytes")
 
@@ -147,11 +230,3 @@ def _info(name: str, size: int, mode: int, kind: bytes = tarfile.REGTYPE) -> tar
     info.type = kind
     info.mtime = 0
     return info
-
-
-def _add_dir(tar: tarfile.TarFile, name: str) -> None:
-    tar.addfile(_info(name, 0, 0o755, tarfile.DIRTYPE))
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
-    tar.addfile(_info(name, len(data), mode), io.BytesIO(data))

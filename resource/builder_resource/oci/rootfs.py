@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ImageError
-from .compression import decompressing_reader
+from .compression import ReadAhead, decompressing_reader, sniff
 from .tar_stream import (
     BLKTYPE,
     CHRTYPE,
@@ -82,6 +82,7 @@ OPAQUE_WHITEOUT = ".wh..wh..opq"
 #: As umoci: never copied from a layer (the host's labels, NFSv4 ACLs).
 IGNORED_XATTRS = frozenset({"security.selinux", "system.nfs4_acl"})
 MAX_SYMLINKS = 255
+TRAILING_DATA = "data after the end of the compressed stream"
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -193,10 +194,19 @@ class LayerApplier:
             else io.BufferedReader(_RawReader(stream), CHUNK)
         )
         entries = 0
+        data: BinaryIO = raw
         try:
-            data = decompressing_reader(raw)
-            if not hasattr(data, "readinto"):
-                data = io.BufferedReader(_RawReader(data), CHUNK)
+            if sniff(raw.peek(4)[:4]) != "none":
+                # decompress on a thread of its own: two cores, like tar and gzip
+                decompressed = decompressing_reader(raw)
+
+                def trailer() -> None:
+                    if raw.read(CHUNK):
+                        raise ImageError(f"layer {index}: {TRAILING_DATA}")
+
+                data = io.BufferedReader(  # type: ignore[assignment]
+                    ReadAhead(decompressed.read, trailer, name=f"layer-{index}"), CHUNK
+                )
             tar = TarStream(data, self._buffer)
             apply_entry = self._apply_entry
             while (member := tar.next()) is not None:
@@ -209,14 +219,15 @@ class LayerApplier:
             # a verifying reader checks the digest only at EOF.
             while data.read(CHUNK):
                 pass
-            if raw.read(CHUNK):
-                raise ImageError(f"layer {index}: data after the end of the compressed stream")
         except ImageError:
             raise
         except TarFormatError as e:
             raise ImageError(f"layer {index}: not a valid tar stream: {e}") from e
         except _CORRUPT as e:
             raise ImageError(f"layer {index}: corrupt layer data: {e}") from e
+        finally:
+            if data is not raw:
+                data.close()
         if self._placeholders:
             log.warning(
                 "layer %d: not privileged: %d device node(s) written as empty mode-0 files",
