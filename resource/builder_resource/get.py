@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from functools import partial
@@ -20,12 +21,14 @@ from typing import Any, BinaryIO
 
 from .config import GetParams, InRequest, parse_request
 from .errors import ConfigError, NotFoundError
-from .oci.archive_write import write_image
+from .oci.archive_write import plan_image
 from .oci.descriptor import Descriptor
 from .oci.manifest import ImageManifest, image_config_summary
 from .oci.rootfs import apply_layers
 from .release import FILES_ROOT, StoredImage, StoredRelease, decode
 from .store import Store
+from .store.progress import human
+from .store.transfer import Filling, fetch_in_background
 from .stores import store_for
 
 log = logging.getLogger(__name__)
@@ -106,21 +109,46 @@ def _write_files(store: Store, release: StoredRelease, staging: Path) -> None:
 def _write_image(
     store: Store, image: StoredImage, staging: Path, fmt: str, with_rootfs: bool
 ) -> None:
+    """Download each blob once, into its place in the image archive, and apply the
+    layers from those same bytes as they arrive: the next layers download while
+    one is applied, and a layer that fails verification fails the apply (which
+    then leaves nothing) and stops the downloads still running."""
     manifest = _manifest(store, image.descriptor)
-    open_blob = _opener(store)
     archive = staging / FILES_ROOT / image.path
     archive.parent.mkdir(parents=True, exist_ok=True)
     log.info("writing image %s (%s) as %s", image.name, image.descriptor.digest, fmt)
-    write_image(archive, fmt, manifest, open_blob, image.repo_tags)
+    planned = plan_image(archive, fmt, manifest, image.repo_tags)
+    planned.create()
+    fillings = {
+        slot.descriptor.digest: Filling(
+            slot.descriptor.digest, slot.descriptor.size, slot.path, slot.offset
+        )
+        for slot in planned.slots
+    }
+    if with_rootfs:  # in the order the applier wants them
+        wanted = [manifest.config, *manifest.layers]
+        order = [fillings[d] for d in dict.fromkeys(d.digest for d in wanted)]
+    else:  # the long transfers first, so that they overlap the short ones
+        order = sorted(fillings.values(), key=lambda f: f.size, reverse=True)
 
     folder = staging / "images" / image.name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "digest").write_text(image.descriptor.digest)
     (folder / "ref").write_text(f"{store.location}@{image.descriptor.digest}")
-    if with_rootfs:
-        log.info("applying %d layers of %s", len(manifest.layers), image.name)
-        apply_layers([partial(open_blob, layer) for layer in manifest.layers], folder / "rootfs")
-        with open_blob(manifest.config) as reader:
-            summary = image_config_summary(reader.read())
-        metadata = {"env": summary["env"], "user": summary["user"]}
-        (folder / "metadata.json").write_text(json.dumps(metadata))
+    started = time.monotonic()
+    with fetch_in_background(store, order) as fetch:
+        if with_rootfs:
+            log.info("applying %d layers of %s", len(manifest.layers), image.name)
+            layers = [fillings[layer.digest].open for layer in manifest.layers]
+            apply_layers(layers, folder / "rootfs")
+            summary = image_config_summary(fillings[manifest.config.digest].read())
+            metadata = {"env": summary["env"], "user": summary["user"]}
+            (folder / "metadata.json").write_text(json.dumps(metadata))
+    log.info(
+        "image %s: %s in %d blob(s)%s in %.1f s",
+        image.name,
+        human(fetch.fetched),
+        len(fillings),
+        ", rootfs applied" if with_rootfs else "",
+        time.monotonic() - started,
+    )

@@ -3,18 +3,26 @@ downloads that leave no partial file behind.
 
 Three workers, as Docker's default for downloads: a loopback registry is bound by
 its own CPU, a remote one by latency, and either gains little from more.
+
+For get, :func:`fetch_in_background` downloads each blob once, straight into its
+place in the output (a :class:`Filling`), while other code reads it as it
+arrives: the image tarball and the rootfs come from the same bytes.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, BinaryIO, TypeVar
 
+from ..errors import StoreError
 from ..oci.blobs import BlobSource
 from ..oci.digest import CHUNK
 from .base import Store
@@ -93,3 +101,228 @@ def parallel_fetch(
     return parallel(
         [lambda d=d, s=s, p=p: fetch_blob(store, d, s, p) for d, s, p in items], workers
     )
+
+
+# --- downloads that others read while they arrive --------------------------------------
+
+
+class Cancelled(StoreError):
+    """A transfer stopped because other work it belonged to failed first."""
+
+
+class Filling:
+    """A blob being downloaded into ``size`` bytes of ``path`` from ``offset``, which
+    readers may follow while it arrives (:meth:`open`).
+
+    A reader gets the bytes as they are written, and EOF only once the download
+    has ended and the digest was verified; if the download fails, the reader
+    raises its error instead. So data from here is never taken for good unless it
+    is, exactly as with a store's verifying stream, yet every blob is moved once
+    and a consumer can start before the download ends.
+    """
+
+    def __init__(self, digest: str, size: int, path: Path, offset: int = 0) -> None:
+        self.digest = digest
+        self.size = size
+        self.path = Path(path)
+        self.offset = offset
+        self._cond = threading.Condition()
+        self._filled = 0
+        self._done = False
+        self._error: BaseException | None = None
+
+    # the writer's side
+    def advance(self, n: int) -> None:
+        with self._cond:
+            self._filled += n
+            self._cond.notify_all()
+
+    def finish(self) -> None:
+        """Every byte is in and verified."""
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        with self._cond:
+            if not self._done and self._error is None:
+                self._error = error
+            self._cond.notify_all()
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    # the readers' side
+    def available(self, position: int) -> int:
+        """Wait until there are bytes beyond ``position`` or the blob is complete;
+        how many bytes are there. Raises the download's error."""
+        with self._cond:
+            while self._filled <= position and not self._done and self._error is None:
+                self._cond.wait()
+            if self._error is not None:
+                raise self._error
+            return self._filled
+
+    def wait(self) -> None:
+        """Until the blob is complete and verified (or its download's error)."""
+        self.available(self.size)
+
+    def open(self) -> BinaryIO:
+        """A buffered stream of the blob, following the download."""
+        return io.BufferedReader(FillingReader(self), CHUNK)  # type: ignore[return-value]
+
+    def read(self) -> bytes:
+        """The whole blob, once complete (for small ones: configs)."""
+        self.wait()
+        with self.open() as f:
+            return f.read()
+
+
+class FillingReader(io.RawIOBase):
+    """A raw stream of a :class:`Filling`, read with ``preadv`` into the caller's
+    buffer (the page cache holds what was just written)."""
+
+    def __init__(self, filling: Filling) -> None:
+        super().__init__()
+        self._filling = filling
+        self._fd = os.open(filling.path, os.O_RDONLY | os.O_CLOEXEC)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        filling = self._filling
+        if self._pos >= filling.size:
+            filling.wait()  # EOF only once verified
+            return 0
+        end = filling.available(self._pos)
+        want = min(len(buffer), end - self._pos)
+        if want <= 0:  # complete, yet short: cannot be once verified
+            raise StoreError(f"blob {filling.digest}: ended after {end} of {filling.size} bytes")
+        view = memoryview(buffer).cast("B")[:want]
+        n = os.preadv(self._fd, [view], filling.offset + self._pos)
+        if n <= 0:
+            raise StoreError(f"blob {filling.digest}: {filling.path} is shorter than written")
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def fetch_into(store: Store, filling: Filling, cancel: threading.Event | None = None) -> None:
+    """Download ``filling``'s blob, verified, into its place; readers follow it. On
+    failure (or ``cancel``, checked between chunks) the filling fails and the
+    error is raised."""
+    try:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"blob {filling.digest}: not fetched, the work it was for failed")
+        fd = os.open(filling.path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            with store.open_blob(filling.digest, filling.size) as source:
+                buffer = bytearray(CHUNK)
+                view = memoryview(buffer)
+                position = filling.offset
+                # A verifying stream returns EOF (0) only after checking the digest.
+                while n := source.readinto(view):  # type: ignore[attr-defined]
+                    _pwrite_all(fd, view[:n], position)
+                    position += n
+                    filling.advance(n)
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled(f"blob {filling.digest}: fetch stopped, the work failed")
+        finally:
+            os.close(fd)
+        filling.finish()
+    except BaseException as e:
+        filling.fail(e)
+        raise
+
+
+class BackgroundFetch:
+    """Fetches blobs into their :class:`Filling` on a small pool, in the order
+    given, while the caller reads them (see :func:`fetch_in_background`)."""
+
+    def __init__(self, store: Store, fillings: Sequence[Filling], workers: int = WORKERS) -> None:
+        self._store = store
+        self._fillings = list(fillings)
+        self._workers = max(1, min(workers, len(self._fillings)))
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._failure: BaseException | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self.fetched = 0
+
+    def start(self) -> None:
+        if not self._fillings:
+            return
+        self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="fetch")
+        for filling in self._fillings:
+            self._pool.submit(self._fetch, filling)
+
+    def _fetch(self, filling: Filling) -> None:
+        try:
+            fetch_into(self._store, filling, self._cancel)
+        except BaseException as e:  # noqa: BLE001 - handed to the readers and to finish()
+            with self._lock:
+                if self._failure is None and not isinstance(e, Cancelled):
+                    self._failure = e
+            self._cancel.set()
+        else:
+            with self._lock:
+                self.fetched += filling.size
+
+    def cancel(self) -> None:
+        """Stop: what has not started never starts, what runs ends at its next chunk."""
+        self._cancel.set()
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """Wait for every fetch to end. With ``error`` (the caller failed), cancel
+        first; without, raise the first fetch failure."""
+        if error is not None:
+            self._cancel.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=self._cancel.is_set())
+        missing = [f for f in self._fillings if not f.done]
+        for filling in missing:  # never started: readers must not wait for them
+            filling.fail(Cancelled(f"blob {filling.digest}: not fetched"))
+        if error is None and self._failure is not None:
+            raise self._failure
+        if error is None and missing:
+            raise Cancelled(f"{len(missing)} blob(s) not fetched: cancelled")
+
+    @property
+    def failure(self) -> BaseException | None:
+        return self._failure
+
+
+@contextmanager
+def fetch_in_background(
+    store: Store, fillings: Sequence[Filling], workers: int = WORKERS
+) -> Iterator[BackgroundFetch]:
+    """Download ``fillings`` (the order is the order they start in) on ``workers``
+    threads while the body reads them. If the body fails, the downloads still
+    running stop at their next chunk, those not started never start, and the
+    body's error is raised (the download's own error where the body only saw
+    that download cancelled). Otherwise the first download failure is raised
+    once all have ended."""
+    fetch = BackgroundFetch(store, fillings, workers)
+    fetch.start()
+    try:
+        yield fetch
+    except BaseException as e:
+        fetch.finish(e)
+        if isinstance(e, Cancelled) and fetch.failure is not None:
+            raise fetch.failure from None
+        raise
+    fetch.finish()
+
+
+def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view = view[n:]
+        offset += n
