@@ -301,13 +301,12 @@ class _Breaking:
     def __init__(self, stream: _Watched, after: int) -> None:
         self._stream, self._left = stream, after
 
-    def readinto(self, buffer: Any) -> int:
+    def read(self, n: int = -1) -> bytes:
         if self._left <= 0:
             raise StoreError("registry example: GET blob: connection reset (gave up)")
-        view = memoryview(buffer)[: min(len(buffer), self._left)]
-        n = self._stream.readinto(view)
-        self._left -= n
-        return n
+        data = self._stream.read(min(n, self._left))
+        self._left -= len(data)
+        return data
 
 
 def test_a_failed_apply_cancels_a_download_in_flight(

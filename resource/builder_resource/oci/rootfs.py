@@ -51,6 +51,7 @@ import io
 import logging
 import os
 import stat
+import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
@@ -77,6 +78,7 @@ log = logging.getLogger(__name__)
 LayerOpener = Callable[[], AbstractContextManager[BinaryIO]]
 
 CHUNK = 1 << 20
+HEADER_BUFFER = 64 << 10
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
 #: As umoci: never copied from a layer (the host's labels, NFSv4 ACLs).
@@ -204,8 +206,10 @@ class LayerApplier:
                     if raw.read(CHUNK):
                         raise ImageError(f"layer {index}: {TRAILING_DATA}")
 
+                # A buffer smaller than the chunks: headers are read from it, and
+                # file data goes straight from a chunk to the copy buffer.
                 data = io.BufferedReader(  # type: ignore[assignment]
-                    ReadAhead(decompressed.read, trailer, name=f"layer-{index}"), CHUNK
+                    ReadAhead(decompressed.read, trailer, name=f"layer-{index}"), HEADER_BUFFER
                 )
             tar = TarStream(data, self._buffer)
             apply_entry = self._apply_entry
@@ -223,7 +227,7 @@ class LayerApplier:
             raise
         except TarFormatError as e:
             raise ImageError(f"layer {index}: not a valid tar stream: {e}") from e
-        except _CORRUPT as e:
+        except _decompression_errors() as e:
             raise ImageError(f"layer {index}: corrupt layer data: {e}") from e
         finally:
             if data is not raw:
@@ -666,24 +670,17 @@ class LayerApplier:
 
 
 def _decompression_errors() -> tuple[type[BaseException], ...]:
-    """What the decompressors raise on corrupt input (gzip raises OSError)."""
+    """What the decompressors raise on corrupt input (gzip raises OSError). Looked
+    up when an error is being matched: zstandard is imported only for zstd layers,
+    and what was never imported raised nothing."""
     errors: list[type[BaseException]] = [OSError, EOFError, zlib.error]
-    try:
-        from isal.igzip_lib import IsalError
-
-        errors.append(IsalError)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from zstandard import ZstdError
-
-        errors.append(ZstdError)
-    except ImportError:  # pragma: no cover
-        pass
+    isal = sys.modules.get("isal.igzip_lib")
+    if isal is not None:
+        errors.append(isal.IsalError)
+    zstd = sys.modules.get("zstandard")
+    if zstd is not None:
+        errors.append(zstd.ZstdError)
     return tuple(errors)
-
-
-_CORRUPT = _decompression_errors()
 
 
 def _umask() -> int | None:

@@ -224,14 +224,13 @@ def fetch_into(store: Store, filling: Filling, cancel: threading.Event | None = 
         fd = os.open(filling.path, os.O_WRONLY | os.O_CLOEXEC)
         try:
             with store.open_blob(filling.digest, filling.size) as source:
-                buffer = bytearray(CHUNK)
-                view = memoryview(buffer)
                 position = filling.offset
-                # A verifying stream returns EOF (0) only after checking the digest.
-                while n := source.readinto(view):  # type: ignore[attr-defined]
-                    _pwrite_all(fd, view[:n], position)
-                    position += n
-                    filling.advance(n)
+                # A verifying stream returns EOF only after checking the digest. read,
+                # not readinto: the chunk goes to the file without another copy.
+                while data := source.read(CHUNK):
+                    _pwrite_all(fd, memoryview(data), position)
+                    position += len(data)
+                    filling.advance(len(data))
                     if cancel is not None and cancel.is_set():
                         raise Cancelled(f"blob {filling.digest}: fetch stopped, the work failed")
         finally:
