@@ -472,3 +472,45 @@ def test_planned_blob_slots_are_unique_and_in_order(stored: dict[str, Any], tmp_
     assert len(digests) == len(set(digests)) == 3
     offsets = [s.offset for s in planned.slots]
     assert offsets == sorted(offsets) and all(o % 512 == 0 for o in offsets)
+
+
+def test_a_refused_entry_while_the_layer_still_downloads_ends_the_get_promptly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The applier refuses layer 0's first entry while the rest of layer 0 (3 MiB,
+    one 1 MiB read a second) is still on its way and the decompressing thread
+    waits for it: the get fails at once with the refusal, it does not wait for
+    the download to end, and leaves nothing."""
+    hostile = io.BytesIO()
+    with tarfile.open(fileobj=hostile, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        link = tarfile.TarInfo("etc/shadow")
+        link.type, link.linkname = tarfile.LNKTYPE, "../../../etc/shadow"
+        tar.addfile(link)
+        big = tarfile.TarInfo("data/big.bin")
+        payload = random.Random(7).randbytes(3 * MiB)
+        big.size = len(payload)
+        tar.addfile(big, io.BytesIO(payload))
+    write_oci_archive(tmp_path / "h.tar", [hostile.getvalue()])
+    image = prepare_image(read_image_archive(tmp_path / "h.tar"), tmp_path)  # type: ignore[arg-type]
+    files_tar = _layer({"release/notes.txt": b"notes\n"})
+    files = FilesLayer(BytesBlob(gzip.compress(files_tar, mtime=0)), digest(files_tar), 1, 6)
+    release = Release((ReleaseImage("app", "app.tar", image),), files)
+    index = publish(LayoutStore(tmp_path / "store"), encode(release), "1")
+    layer = image.manifest.layers[0]
+
+    def wrap(inner: LayoutStore) -> _Wrapped:
+        return _Wrapped(inner, {layer.digest}, 1.0)
+
+    dest = tmp_path / "dest"
+    started = time.monotonic()
+    with pytest.raises(ImageError, match="refusing entry 'etc/shadow'"):
+        _run(
+            tmp_path / "store",
+            {"tag": "1", "digest": index},
+            {"rootfs": True},
+            dest,
+            monkeypatch,
+            wrap,
+        )
+    assert time.monotonic() - started < 4.5  # the whole layer takes 5 s and more
+    assert list(dest.iterdir()) == []

@@ -26,8 +26,9 @@ GZIP_LEVEL = 1
 READ_AHEAD_CHUNK = 1 << 20
 #: chunks decompressed ahead of the reader: enough to ride out a slow file write
 READ_AHEAD_DEPTH = 4
-#: seconds close() waits for a read-ahead thread blocked in its source
-READ_AHEAD_JOIN = 5.0
+#: seconds close() waits for a read-ahead thread blocked in its source (a slow
+#: download): it ends on its own once the download moves or is cancelled
+READ_AHEAD_JOIN = 1.0
 
 
 def sniff(head: bytes) -> str:
