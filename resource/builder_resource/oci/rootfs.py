@@ -33,7 +33,10 @@ entry describes). Only such undescribed directories get the time of unpacking.
 
 Layers are read with :class:`~builder_resource.oci.tar_stream.TarStream`, not
 ``tarfile`` (three times slower on small files); file data goes from the
-decompressor to the file through one reused 1 MiB buffer.
+decompressor to the file through one reused 1 MiB buffer. A compressed layer is
+decompressed on a thread of its own (:class:`~.compression.ReadAhead`, at most
+4 MiB ahead): the decompressors release the GIL, so decompressing and writing
+files use two cores, as ``tar -xzf`` does with its gzip process.
 
 Every path handed to the kernel is ``<root>/<resolved parent>/<name>``, where each
 component of the resolved parent was checked to be a real directory. Only this
