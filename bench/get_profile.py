@@ -9,21 +9,25 @@ local registry.
     python3 -m bench.get_profile --image large --runs 1 # one 1 GiB layer (RSS)
     python3 -m bench.get_profile --py-spy rootfs        # where a rootfs get spends it
     python3 -m bench.get_profile --workdir /dev/shm/x   # outputs on tmpfs
+    python3 -m bench.get_profile --apply /dev/shm/x     # apply_layers vs GNU tar there,
+                                                        # gzip and plain layers
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 from . import image as images
-from .measures import Bench
-from .procs import ROOT, Resource, ensure_venv, remove_tree
+from .measures import Bench, alternate
+from .procs import ROOT, Resource, Timed, ensure_venv, remove_tree, run_timed
 
 PARAMS = {"docker": {"format": "docker"}, "rootfs": {"rootfs": True}}
 
@@ -36,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", default="docker,rootfs", help="of docker,rootfs")
     parser.add_argument("--py-spy", choices=tuple(PARAMS), help="one get under py-spy instead")
+    parser.add_argument(
+        "--apply",
+        type=Path,
+        metavar="DIR",
+        help="instead: apply_layers vs tar -xzf / tar -xf of the main image's layers in DIR",
+    )
     parser.add_argument("--python", help="the resource's Python (default: the .bench/venv one)")
     parser.add_argument("--bench-dir", type=Path, default=ROOT / ".bench")
     parser.add_argument("--cache", type=Path, help="cached images (default BENCH_DIR/images)")
@@ -52,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         "large": lambda: images.single_layer_image("layer", large),
     }[args.image]()
     image = images.ensure(spec, cache)
+    if args.apply is not None:
+        return apply_vs_tar(image, python, args.apply.resolve(), args.runs)
     work = (args.workdir or bench_dir).resolve() / "get-profile-work"
     remove_tree(work)
     work.mkdir(parents=True)
@@ -83,6 +95,68 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         bench.stop_all()
         remove_tree(work)
+    return 0
+
+
+def apply_vs_tar(image: images.GeneratedImage, python: str, where: Path, pairs: int) -> int:
+    """``apply_layers`` (a fresh process of the resource's Python, as bench's
+    apply measure) against GNU tar extracting the same layers in order into one
+    directory: the gzip blobs (``tar -xzf``) and the same layers uncompressed
+    (``tar -xf``), in alternating pairs, on the filesystem of ``where``."""
+    where.mkdir(parents=True, exist_ok=True)
+    plain_dir = where / "plain-layers"
+    plain_dir.mkdir(exist_ok=True)
+    plain = []
+    for n, blob in enumerate(image.blobs):
+        target = plain_dir / f"layer-{n}.tar"
+        if not target.exists():
+            with open(target, "wb") as out:
+                subprocess.run(["gzip", "-dc", str(blob)], stdout=out, check=True)
+        plain.append(target)
+    code = (
+        "import sys\nfrom functools import partial\n"
+        "from builder_resource.oci.rootfs import apply_layers\n"
+        "apply_layers([partial(open, p, 'rb') for p in sys.argv[2:]], sys.argv[1])\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONPATH": str(ROOT / "resource")}
+    try:
+        for kind, layers, flag in (("gzip", image.blobs, "-xzf"), ("plain", plain, "-xf")):
+            names = [str(p) for p in layers]
+
+            def ours(i: int, names: list[str] = names) -> Timed:
+                root = where / "apply"
+                os.sync()
+                try:
+                    return run_timed([python, "-c", code, str(root), *names], env=env)
+                finally:
+                    remove_tree(root)
+
+            def tar(i: int, names: list[str] = names, flag: str = flag) -> Timed:
+                root = where / "tar"
+                root.mkdir()
+                script = f'set -e; d=$1; shift; for f; do tar {flag} "$f" -C "$d"; done'
+                os.sync()
+                try:
+                    return run_timed(["sh", "-c", script, "sh", str(root), *names], env=env)
+                finally:
+                    remove_tree(root)
+
+            results = alternate(pairs, ours, tar)
+            for a, b in results:
+                print(
+                    f"  {kind}: apply_layers {a.wall:.2f} s (CPU {a.cpu or 0:.2f} s), "
+                    f"tar {flag} {b.wall:.2f} s (CPU {b.cpu or 0:.2f} s)",
+                    flush=True,
+                )
+            ratio = statistics.median(a.wall / b.wall for a, b in results)
+            mine = statistics.median(a.wall for a, _ in results)
+            theirs = statistics.median(b.wall for _, b in results)
+            print(
+                f"{kind} in {where}: apply_layers {mine:.2f} s, tar {flag} {theirs:.2f} s, "
+                f"ratio {ratio:.2f} (median of {pairs} pairs)"
+            )
+    finally:
+        remove_tree(plain_dir)
     return 0
 
 

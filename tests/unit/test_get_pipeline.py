@@ -514,3 +514,21 @@ def test_a_refused_entry_while_the_layer_still_downloads_ends_the_get_promptly(
         )
     assert time.monotonic() - started < 4.5  # the whole layer takes 5 s and more
     assert list(dest.iterdir()) == []
+
+
+def test_read_ahead_stays_within_its_depth_when_the_reader_is_slow() -> None:
+    """Memory stays flat: a fast producer stops when the queue is full."""
+    from builder_resource.oci.compression import ReadAhead
+
+    calls = 0
+
+    def read(n: int) -> bytes:
+        nonlocal calls
+        calls += 1
+        return b"x" * n
+
+    ahead = ReadAhead(read, chunk=1000, depth=3)
+    time.sleep(0.3)
+    assert calls <= 3 + 1  # three queued, one waiting to be
+    assert ahead.read(2500) == b"x" * 1000  # one chunk at a time
+    ahead.close()
