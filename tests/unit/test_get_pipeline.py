@@ -187,7 +187,15 @@ def test_a_short_blob_fails_the_plain_path(stored: dict[str, Any], tmp_path: Pat
 # --- get: once, in parallel, from the same bytes ----------------------------------------
 
 
-@pytest.mark.parametrize("params", [{"rootfs": True}, {"format": "oci"}, {"format": "oci-layout"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"rootfs": True},
+        {"format": "oci"},
+        {"format": "oci-layout"},
+        {"rootfs": True, "format": "oci-layout"},
+    ],
+)
 def test_two_gets_give_identical_trees_and_tarballs(
     stored: dict[str, Any], tmp_path: Path, params: dict[str, Any]
 ) -> None:
