@@ -28,7 +28,7 @@ from .oci.rootfs import apply_layers
 from .release import FILES_ROOT, StoredImage, StoredRelease, decode
 from .store import Store
 from .store.progress import human
-from .store.transfer import Filling, fetch_in_background
+from .store.transfer import Filling, ReusingStore, fetch_in_background
 from .stores import store_for
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,9 @@ def run(payload: Any, destination: Path, env: dict[str, str]) -> dict[str, Any]:
         (staging / "digest").write_text(version.digest)
         if not params.skip_download:
             _write_files(store, release, staging)
+            reusing = ReusingStore(store)  # layers shared by images: downloaded once
             for image, with_rootfs in selected:
-                _write_image(store, image, staging, params.format, with_rootfs)
+                _write_image(store, reusing, image, staging, params.format, with_rootfs)
         for child in sorted(staging.iterdir()):
             target = destination / child.name
             if target.is_dir() and not target.is_symlink():
@@ -107,12 +108,18 @@ def _write_files(store: Store, release: StoredRelease, staging: Path) -> None:
 
 
 def _write_image(
-    store: Store, image: StoredImage, staging: Path, fmt: str, with_rootfs: bool
+    store: Store,
+    reusing: ReusingStore,
+    image: StoredImage,
+    staging: Path,
+    fmt: str,
+    with_rootfs: bool,
 ) -> None:
     """Download each blob once, into its place in the image archive, and apply the
     layers from those same bytes as they arrive: the next layers download while
     one is applied, and a layer that fails verification fails the apply (which
-    then leaves nothing) and stops the downloads still running."""
+    then leaves nothing) and stops the downloads still running. A blob an
+    earlier image of this get already has is copied from there (and verified)."""
     manifest = _manifest(store, image.descriptor)
     archive = staging / FILES_ROOT / image.path
     archive.parent.mkdir(parents=True, exist_ok=True)
@@ -135,8 +142,9 @@ def _write_image(
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "digest").write_text(image.descriptor.digest)
     (folder / "ref").write_text(f"{store.location}@{image.descriptor.digest}")
+    reused = sum(f.size for f in fillings.values() if reusing.has(f.digest))
     started = time.monotonic()
-    with fetch_in_background(store, order) as fetch:
+    with fetch_in_background(reusing, order) as fetch:  # type: ignore[arg-type]
         if with_rootfs:
             log.info("applying %d layers of %s", len(manifest.layers), image.name)
             layers = [fillings[layer.digest].open for layer in manifest.layers]
@@ -144,11 +152,14 @@ def _write_image(
             summary = image_config_summary(fillings[manifest.config.digest].read())
             metadata = {"env": summary["env"], "user": summary["user"]}
             (folder / "metadata.json").write_text(json.dumps(metadata))
+    for filling in fillings.values():
+        reusing.remember(filling)
     log.info(
-        "image %s: %s in %d blob(s)%s in %.1f s",
+        "image %s: %s in %d blob(s)%s%s in %.1f s",
         image.name,
         human(fetch.fetched),
         len(fillings),
+        f" ({human(reused)} copied from an earlier image)" if reused else "",
         ", rootfs applied" if with_rootfs else "",
         time.monotonic() - started,
     )

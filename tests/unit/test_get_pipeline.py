@@ -344,7 +344,7 @@ def test_a_failed_apply_cancels_a_download_in_flight(
     w = holder["w"]
     assert layers[1].digest in w.opened  # it had started, side by side
     assert w.read.get(layers[1].digest, 0) < layers[1].size  # and was stopped midway
-    assert elapsed < 3.8  # not the 4 s and more that layer 1 alone would take
+    assert elapsed < 10  # no hang (the bytes read above are the proof)
     assert list(dest.iterdir()) == []
 
 
@@ -506,8 +506,11 @@ def test_a_refused_entry_while_the_layer_still_downloads_ends_the_get_promptly(
     index = publish(LayoutStore(tmp_path / "store"), encode(release), "1")
     layer = image.manifest.layers[0]
 
+    holder: dict[str, _Wrapped] = {}
+
     def wrap(inner: LayoutStore) -> _Wrapped:
-        return _Wrapped(inner, {layer.digest}, 1.0)
+        holder["w"] = _Wrapped(inner, {layer.digest}, 1.0)
+        return holder["w"]
 
     dest = tmp_path / "dest"
     started = time.monotonic()
@@ -520,7 +523,8 @@ def test_a_refused_entry_while_the_layer_still_downloads_ends_the_get_promptly(
             monkeypatch,
             wrap,
         )
-    assert time.monotonic() - started < 4.5  # the whole layer takes 5 s and more
+    assert holder["w"].read.get(layer.digest, 0) < layer.size  # stopped midway
+    assert time.monotonic() - started < 10  # no hang
     assert list(dest.iterdir()) == []
 
 
@@ -540,3 +544,69 @@ def test_read_ahead_stays_within_its_depth_when_the_reader_is_slow() -> None:
     assert calls <= 3 + 1  # three queued, one waiting to be
     assert ahead.read(2500) == b"x" * 1000  # one chunk at a time
     ahead.close()
+
+
+def test_a_layer_two_images_share_is_downloaded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second image copies the shared layer from the first one's archive
+    (verified again on the way): each blob crosses the network once per get."""
+    shared = LAYERS[1]
+    write_oci_archive(tmp_path / "a.tar", [shared, LAYERS[0]])
+    write_oci_archive(tmp_path / "b.tar", [shared, LAYERS[2]])
+    prepared = [
+        prepare_image(read_image_archive(tmp_path / f"{n}.tar"), tmp_path)  # type: ignore[arg-type]
+        for n in ("a", "b")
+    ]
+    files_tar = _layer({"release/notes.txt": b"notes\n"})
+    files = FilesLayer(BytesBlob(gzip.compress(files_tar, mtime=0)), digest(files_tar), 1, 6)
+    images = tuple(
+        ReleaseImage(n, f"{n}.tar", image) for n, image in zip("ab", prepared, strict=True)
+    )
+    index = publish(LayoutStore(tmp_path / "store"), encode(Release(images, files)), "1")
+    shared_digest = prepared[0].manifest.layers[0].digest
+    assert shared_digest == prepared[1].manifest.layers[0].digest
+    holder: dict[str, _Wrapped] = {}
+
+    def wrap(inner: LayoutStore) -> _Wrapped:
+        holder["w"] = _Wrapped(inner, set(), 0.0)
+        return holder["w"]
+
+    dest = tmp_path / "dest"
+    version = {"tag": "1", "digest": index}
+    _run(tmp_path / "store", version, {"rootfs": True}, dest, monkeypatch, wrap)
+    assert holder["w"].opened.count(shared_digest) == 1
+    assert (dest / "images/a/rootfs/data/random.bin").stat().st_size == 3 * MiB
+    assert (dest / "images/b/rootfs/etc/late").is_file()  # its layer 2 removed random.bin
+    assert not (dest / "images/b/rootfs/data/random.bin").exists()
+    for n in ("a", "b"):
+        archive = read_image_archive(dest / f"release/{n}.tar")
+        assert archive is not None and archive.manifest is not None
+    # the same tarballs as when each image is fetched on its own
+    for n in ("a", "b"):
+        alone = tmp_path / f"alone-{n}"
+        _run(tmp_path / "store", version, {"images": [n]}, alone)
+        assert (alone / f"release/{n}.tar").read_bytes() == (dest / f"release/{n}.tar").read_bytes()
+
+
+def test_a_corrupted_copy_of_a_shared_layer_fails_the_get(tmp_path: Path) -> None:
+    """What is copied from an earlier image's archive is hashed again."""
+    from builder_resource.store.transfer import Filling, ReusingStore, fetch_into
+
+    data = os.urandom(MiB + 7)
+    first = tmp_path / "first"
+    first.write_bytes(data)
+    done = Filling(digest(data), len(data), first)
+    done.finish()
+    reusing = ReusingStore(LayoutStore(tmp_path / "empty-store"))
+    reusing.remember(done)
+    second = tmp_path / "second"
+    second.write_bytes(bytes(len(data)))
+    fetch_into(reusing, Filling(digest(data), len(data), second))  # type: ignore[arg-type]
+    assert second.read_bytes() == data
+    with open(first, "r+b") as f:  # the earlier copy changed under us
+        f.write(b"\0")
+    third = tmp_path / "third"
+    third.write_bytes(bytes(len(data)))
+    with pytest.raises(DigestMismatchError):
+        fetch_into(reusing, Filling(digest(data), len(data), third))  # type: ignore[arg-type]

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from ..errors import StoreError
-from ..oci.blobs import BlobSource
-from ..oci.digest import CHUNK
+from ..oci.blobs import BlobSource, SectionReader
+from ..oci.digest import CHUNK, VerifyingReader
 from .base import Store
 
 log = logging.getLogger("builder_resource.store")
@@ -325,3 +325,35 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
         n = os.pwrite(fd, view, offset)
         view = view[n:]
         offset += n
+
+
+class ReusingStore:
+    """A store for :func:`fetch_in_background` that serves the blobs already fetched
+    into local files (:meth:`remember`) from there, hashed again on the way, and
+    every other blob from ``store``: images of one version that share layers
+    download each shared layer once."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._local: dict[str, Filling] = {}
+
+    def remember(self, filling: Filling) -> None:
+        """``filling`` is complete and verified: serve its blob from its file."""
+        if filling.done:
+            self._local.setdefault(filling.digest, filling)
+
+    def has(self, digest: str) -> bool:
+        return digest in self._local
+
+    @contextmanager
+    def open_blob(self, digest: str, size: int | None = None) -> Iterator[BinaryIO]:
+        local = self._local.get(digest)
+        if local is None:
+            with self._store.open_blob(digest, size) as stream:
+                yield stream
+            return
+        section = SectionReader(local.path, local.offset, local.size)
+        try:
+            yield VerifyingReader(section, digest, size, what=f"blob copied from {local.path}")  # type: ignore[misc]
+        finally:
+            section.close()
