@@ -1,8 +1,8 @@
 """Fresh registries for the benchmark: Debian's ``docker-registry`` (distribution
 2.8) on 127.0.0.1, a free port, plain HTTP, its storage in a directory of its own.
 
-A small copy of ``tests/fixtures/registry.py``'s ``start_registry`` without
-pytest, and quiet (no access log) so that logging costs neither side CPU.
+Quiet (no access log) so that logging costs neither side CPU. ``launch`` and
+``wait_until_answering`` also start the tests' registries (tests/fixtures/registry.py).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -91,21 +92,37 @@ class Registry:
             connection.close()
 
 
-def start_registry(root: Path, timeout: float = 20.0) -> Registry:
-    """Start docker-registry with its config and storage under ``root`` and wait
-    until ``GET /v2/`` answers."""
+def launch(
+    root: Path,
+    host: str,
+    *,
+    http: dict | None = None,
+    auth: dict | None = None,
+    quiet: bool = True,
+    secret: str = "builder-resource-bench",
+) -> tuple[subprocess.Popen, Path]:
+    """Write a config for ``host`` (``http`` adds to its ``http`` section, e.g.
+    TLS; ``auth`` is its ``auth`` section) and start docker-registry; storage,
+    config and log live under ``root``. Returns the process and its log's path.
+    Shared with tests/fixtures/registry.py."""
     root.mkdir(parents=True, exist_ok=True)
-    host = f"127.0.0.1:{free_port()}"
-    config = {
+    log_config = (
+        {"level": "error", "formatter": "text", "accesslog": {"disabled": True}}
+        if quiet
+        else {"level": "info", "formatter": "text", "accesslog": {"disabled": False}}
+    )
+    config: dict = {
         "version": 0.1,
-        "log": {"level": "error", "formatter": "text", "accesslog": {"disabled": True}},
+        "log": log_config,
         "storage": {
             "filesystem": {"rootdirectory": str(root / "storage")},
             "delete": {"enabled": True},
             "maintenance": {"uploadpurging": {"enabled": False}},
         },
-        "http": {"addr": host, "secret": "builder-resource-bench"},
+        "http": {"addr": host, "secret": secret, **(http or {})},
     }
+    if auth:
+        config["auth"] = auth
     config_path = root / "config.yml"
     config_path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     log = root / "registry.log"
@@ -116,19 +133,46 @@ def start_registry(root: Path, timeout: float = 20.0) -> Registry:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    registry = Registry(host, root, process)
+    return process, log
+
+
+def wait_until_answering(
+    url: str, process: subprocess.Popen, log: Path, timeout: float = 20.0
+) -> None:
+    """Poll ``GET /v2/`` (any HTTP answer, 401 included, will do; TLS unverified)
+    until the registry answers; RuntimeError with its log's tail if it exits or
+    stays silent."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"docker-registry exited:\n{log.read_text(errors='replace')}")
+            raise RuntimeError(
+                f"docker-registry exited:\n{log.read_text(errors='replace')[-3000:]}"
+            )
         try:
-            urllib.request.urlopen(f"{registry.url}/v2/", timeout=1).close()
-            return registry
+            urllib.request.urlopen(f"{url}/v2/", timeout=1, context=context).close()
+            return
         except urllib.error.HTTPError:
-            return registry
+            return  # 401: it answers
         except OSError:
             pass
         if time.monotonic() > deadline:
-            registry.stop()
-            raise RuntimeError(f"docker-registry did not answer within {timeout} s")
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"docker-registry did not answer within {timeout} s:\n{tail}")
         time.sleep(0.02)
+
+
+def start_registry(root: Path, timeout: float = 20.0) -> Registry:
+    """Start a quiet, plain-HTTP docker-registry under ``root`` and wait until
+    ``GET /v2/`` answers."""
+    host = f"127.0.0.1:{free_port()}"
+    process, log = launch(root, host)
+    registry = Registry(host, root, process)
+    try:
+        wait_until_answering(registry.url, process, log, timeout)
+    except RuntimeError:
+        registry.stop()
+        raise
+    return registry
