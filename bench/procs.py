@@ -26,6 +26,7 @@ SCRIPTS = ROOT / "opt" / "resource"
 GNU_TIME = "/usr/bin/time"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+#: The build metadata Concourse gives in and out (the tests' harness uses it too).
 BUILD_ENV = {
     "BUILD_ID": "12345678",
     "BUILD_NAME": "42",
@@ -33,6 +34,7 @@ BUILD_ENV = {
     "BUILD_PIPELINE_NAME": "app",
     "BUILD_TEAM_NAME": "main",
     "ATC_EXTERNAL_URL": "https://ci.example.org",
+    "BUILD_URL": "https://ci.example.org/teams/main/pipelines/app/jobs/build/builds/42",
 }
 
 
