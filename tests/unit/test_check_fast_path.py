@@ -45,7 +45,8 @@ def test_shared_constants_match_their_owners() -> None:
 
 
 def test_the_fast_path_imports_neither_pydantic_nor_requests() -> None:
-    """In a fresh interpreter: what importing the fast path's modules loads."""
+    """In a fresh interpreter: what importing the fast path's modules, and ordering
+    semantic versions, loads."""
     import subprocess
 
     code = (
@@ -53,6 +54,7 @@ def test_the_fast_path_imports_neither_pydantic_nor_requests() -> None:
         "before = set(sys.modules)\n"
         "import builder_resource.fastcheck, builder_resource.check, builder_resource.versions\n"
         "import builder_resource.store.light, builder_resource.store.wire\n"
+        "builder_resource.versions.order_tags(['1.0.1-rc.1', 'v2.0.0+b', '1.0.0'])\n"
         "print(' '.join(sorted(set(sys.modules) - before)))"
     )
     root = Path(__file__).resolve().parents[2] / "resource"
