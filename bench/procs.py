@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from dataclasses import dataclass
@@ -75,15 +76,21 @@ def run_timed(
             process = subprocess.Popen(
                 full, stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=cwd, env=env
             )
+            # A blocking wait: Popen.wait(timeout) polls with sleeps of up to 50 ms,
+            # which rounded every measure up to the next step of its schedule.
+            watchdog = threading.Timer(timeout, process.kill)
+            watchdog.start()
             try:
                 if stdin:
                     process.stdin.write(stdin)  # type: ignore[union-attr]
                 process.stdin.close()  # type: ignore[union-attr]
-                returncode = process.wait(timeout)
+                returncode = process.wait()
             except BaseException:
                 process.kill()
                 process.wait()
                 raise
+            finally:
+                watchdog.cancel()
             wall = time.perf_counter() - start
             out.seek(0)
             err.seek(0)
