@@ -63,7 +63,11 @@ def main() -> None:
     except Exception as e:  # noqa: BLE001 - whatever it was, the full path decides
         if trace:
             sys.stderr.write(f"check: full path ({type(e).__name__}: {e})\n")
-        sys.exit(full_path(text, sys.argv[1:]))
+        code = full_path(text, sys.argv[1:])
+        import gc
+
+        gc.freeze()  # as __main__ does: exit need not walk pydantic's objects
+        sys.exit(code)
     for line in notes:
         sys.stderr.write(line + "\n")
     if trace:
