@@ -128,20 +128,6 @@ def attempt(text: str, env: Mapping[str, str]) -> tuple[list[dict[str, str]], li
     return versions, store.notes, ", ".join(how)
 
 
-def unusual_environment(env: Mapping[str, str]) -> None:
-    """Fallback where requests would read more of the environment than the light
-    client does: a proxy (``*_proxy`` variables), or a ``.netrc`` whose credentials
-    requests would send in place of the registry's."""
-    for name, value in env.items():
-        lower = name.lower()
-        if lower.endswith("_proxy") and lower != "no_proxy" and value:
-            raise Fallback(f"{name} is set")
-    home = env.get("HOME") or os.path.expanduser("~")
-    for path in (env.get("NETRC"), f"{home}/.netrc", f"{home}/_netrc"):
-        if path and os.path.exists(path):
-            raise Fallback("a netrc file")
-
-
 def _light_store(
     settings: dict[str, Any],
     username: str | None,
@@ -150,7 +136,7 @@ def _light_store(
     env: Mapping[str, str],
     cache: Cache | None,
 ) -> LightRegistry | LightLayout:
-    from .store.light import LightLayout, LightRegistry
+    from .store.light import LightLayout, LightRegistry, unusual_environment
 
     if settings["local"]:
         return LightLayout(settings["repository"])

@@ -40,7 +40,9 @@ def run(payload: Any, sources: Path, env: dict[str, str]) -> dict[str, Any]:
     now = datetime.now(UTC)
     revision = git.revision(context)
     tag = _tag(sources, params, now, revision)
-    store = store_for(source, env)
+    # Light client first: a put whose blobs are all there already need not import
+    # requests (see store/light_first.py).
+    store = store_for(source, env, light_first=True)
     _refuse_existing(store, tag)
 
     with prepare_build(source, {**source.env, **params.env}, env) as (builder, build_env):

@@ -9,7 +9,8 @@ from .config import Source
 from .store import Store, open_store
 
 
-def store_for(source: Source, env: Mapping[str, str]) -> Store:
+def store_for(source: Source, env: Mapping[str, str], *, light_first: bool = False) -> Store:
+    """``light_first``: see :func:`~.store.open_store` (put asks for it)."""
     ca_certs = trusted_certificates(source.ca_certs, env)
     return open_store(
         source.repository,
@@ -17,4 +18,6 @@ def store_for(source: Source, env: Mapping[str, str]) -> Store:
         password=source.password.get_secret_value() if source.password else None,
         insecure=source.insecure,
         ca_certs=ca_certs,
+        light_first=light_first,
+        env=env,
     )

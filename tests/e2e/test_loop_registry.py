@@ -115,6 +115,13 @@ def test_basic_auth_and_a_wrong_password(
     assert "definitely-wrong-pw" not in result.stderr
     assert basic_registry.password not in result.stderr  # type: ignore[operator]
     assert len(result.stderr.strip().splitlines()) == 1
+    # put asks the light client first; its refusal is still the full client's line
+    sources = tmp_path / "put-wrong"
+    command = image_project(sources)
+    put = concourse.put(wrong, {"context": "src", "command": command, "version": "2.0.0"}, sources)
+    assert put.returncode == 1
+    assert "authentication failed" in put.error_line
+    assert "definitely-wrong-pw" not in put.stderr
 
 
 def test_bearer_token_auth(

@@ -57,24 +57,13 @@ def same_reads(light: LightRegistry, full: RegistryStore, *extra_tags: str) -> l
     return tags
 
 
-def credentials(registry: Registry) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if registry.username:
-        out = {"username": registry.username, "password": registry.password}
-    if registry.ca_pem:
-        out["ca_certs"] = [registry.ca_pem]
-    else:
-        out["insecure"] = True
-    return out
-
-
 @pytest.mark.parametrize("kind", ["registry", "tls_registry", "basic_registry", "token_registry"])
 def test_reads_agree_with_registry_store(
     kind: str, request: pytest.FixtureRequest, repo_name: str
 ) -> None:
     registry: Registry = request.getfixturevalue(kind)
     repository = registry.repository(repo_name)
-    options = credentials(registry)
+    options = registry.client_options()
     with RegistryStore(repository, policy=FAST, **options) as full:
         memo = DictMemo()
         empty = LightRegistry(repository, memo=memo, **options)
@@ -96,7 +85,7 @@ def test_reads_agree_with_registry_store(
 
 def test_bearer_token_is_fetched_once_then_remembered(token_registry: Registry, repo_name: str):
     repository = token_registry.repository(repo_name)
-    options = credentials(token_registry)
+    options = token_registry.client_options()
     tokens = token_registry.extra["tokens"]
     with RegistryStore(repository, policy=FAST, **options) as full:
         fill(full, "1.0")
@@ -116,7 +105,7 @@ def test_bearer_token_is_fetched_once_then_remembered(token_registry: Registry, 
 
 def test_an_expired_or_revoked_token_is_fetched_again(token_registry: Registry, repo_name: str):
     repository = token_registry.repository(repo_name)
-    options = credentials(token_registry)
+    options = token_registry.client_options()
     tokens = token_registry.extra["tokens"]
     with RegistryStore(repository, policy=FAST, **options) as full:
         fill(full, "1.0")
@@ -133,7 +122,7 @@ def test_an_expired_or_revoked_token_is_fetched_again(token_registry: Registry, 
 def test_wrong_credentials_and_missing_trust_decline(
     basic_registry: Registry, tls_registry: Registry, repo_name: str
 ) -> None:
-    options = credentials(basic_registry)
+    options = basic_registry.client_options()
     wrong = LightRegistry(
         basic_registry.repository(repo_name), memo=DictMemo(), **{**options, "password": "no"}
     )

@@ -230,16 +230,16 @@ def test_output_is_what_the_full_path_prints() -> None:
 
 def test_proxies_and_netrc_are_unusual(tmp_path: Path) -> None:
     home = {"HOME": str(tmp_path)}
-    fastcheck.unusual_environment({**home, "no_proxy": "*", "PATH": "/bin", "http_proxy": ""})
+    light.unusual_environment({**home, "no_proxy": "*", "PATH": "/bin", "http_proxy": ""})
     for name in ("http_proxy", "HTTPS_PROXY", "all_proxy", "Ftp_Proxy"):
-        with pytest.raises(Fallback, match=name):
-            fastcheck.unusual_environment({**home, name: "http://proxy:3128"})
+        with pytest.raises(Unsure, match=name):
+            light.unusual_environment({**home, name: "http://proxy:3128"})
     (tmp_path / "n").write_text("")
-    with pytest.raises(Fallback, match="netrc"):
-        fastcheck.unusual_environment({**home, "NETRC": str(tmp_path / "n")})
+    with pytest.raises(Unsure, match="netrc"):
+        light.unusual_environment({**home, "NETRC": str(tmp_path / "n")})
     (tmp_path / ".netrc").write_text("")
-    with pytest.raises(Fallback, match="netrc"):
-        fastcheck.unusual_environment(home)
+    with pytest.raises(Unsure, match="netrc"):
+        light.unusual_environment(home)
 
 
 # -- the cache --------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (check's path)
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from typing import Any
 
     from .base import Store
@@ -32,12 +32,28 @@ def open_store(
     password: str | None = None,
     insecure: bool = False,
     ca_certs: Sequence[str] = (),
+    light_first: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> Store:
-    """A layout store for an absolute path or ``file://`` URL, else a registry store."""
+    """A layout store for an absolute path or ``file://`` URL, else a registry store:
+    with ``light_first``, one that tries the light client before requests (for
+    writers that mostly find their blobs there already; ``env`` is the process
+    environment, which decides whether the light client may be used)."""
     if repository.startswith(("/", "file://")):
         from .layout import LayoutStore
 
         return LayoutStore(repository)
+    if light_first:
+        from .light_first import LightFirstRegistry
+
+        return LightFirstRegistry(
+            repository,
+            username=username,
+            password=password,
+            insecure=insecure,
+            ca_certs=ca_certs,
+            env=env,
+        )
     from .registry import RegistryStore  # imported only when needed: it pulls in requests
 
     return RegistryStore(

@@ -1,13 +1,19 @@
-"""Light read-only stores for check: the two reads check makes (the tag listing and
-a tag's digest) from a registry or a layout directory, without requests, pydantic
-or the content model (not even ``json`` or ``re``: see :func:`json_loads`), so
-that a check process costs little more than the interpreter.
+"""Light stores, without requests, pydantic or the content model (not even
+``json`` or ``re``: see :func:`json_loads`):
 
-They handle the ordinary case only: 200 and 404 answers, Basic and Bearer auth,
-``Link`` pages on the same host, a well-formed ``index.json``. Anything else raises
-:class:`Unsure` and the caller takes the full path (``RegistryStore``,
-``LayoutStore``), whose answers and error messages are the contract. Nothing here
-retries, logs or reports an error of its own.
+- for check, the two reads it makes (the tag listing and a tag's digest) from a
+  registry or a layout directory, so that a check process costs little more than
+  the interpreter;
+- for put, the blob ``HEAD`` and manifest ``PUT`` of a version whose blobs the
+  registry already has (``light_first.py``), so that such a put never imports
+  requests.
+
+They handle the ordinary case only: 200, 201 and 404 answers, Basic and Bearer
+auth, ``Link`` pages on the same host, a well-formed ``index.json``, an ordinary
+environment (:func:`unusual_environment`). Anything else raises :class:`Unsure`
+and the caller takes the full path (``RegistryStore``, ``LayoutStore``), whose
+answers and error messages are the contract. Nothing here retries, logs or
+reports an error of its own.
 """
 
 from __future__ import annotations
@@ -63,6 +69,20 @@ class Unsure(Exception):
 
 class Untrusted(Unsure):
     """The server's TLS certificate did not verify against the trust tried."""
+
+
+def unusual_environment(env: Mapping[str, str]) -> None:
+    """Unsure where requests would read more of the environment than the light
+    client does: a proxy (``*_proxy`` variables), or a ``.netrc`` whose credentials
+    requests would send in place of the registry's."""
+    for name, value in env.items():
+        lower = name.lower()
+        if lower.endswith("_proxy") and lower != "no_proxy" and value:
+            raise Unsure(f"{name} is set")
+    home = env.get("HOME") or os.path.expanduser("~")
+    for path in (env.get("NETRC"), f"{home}/.netrc", f"{home}/_netrc"):
+        if path and os.path.exists(path):
+            raise Unsure("a netrc file")
 
 
 # -- JSON, on the C accelerator of the json package ----------------------------------
@@ -201,13 +221,17 @@ class Connection:
                 self._sock = None
                 self._buf = b""
 
-    def request(self, method: str, target: str, headers: Mapping[str, str]) -> Response:
+    def request(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> Response:
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self.netloc}"]
         lines += [f"{k}: {v}" for k, v in headers.items()]
+        if body or method in ("PUT", "POST"):
+            lines.append(f"Content-Length: {len(body)}")
         if any("\r" in line or "\n" in line for line in lines):
             raise Unsure("line break in a header")  # requests refuses those too
         try:
-            data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         except UnicodeEncodeError:
             raise Unsure("header not latin-1") from None
         for attempt in (0, 1):
@@ -574,9 +598,10 @@ class Memo:
 
 
 class LightRegistry:
-    """The tag listing and tag digests of one repository, read as ``RegistryStore``
-    reads them: ``GET /v2/`` (or its remembered answer), Basic or Bearer auth from
-    the challenge, ``Link`` pages, ``HEAD`` with the full ``Accept`` list."""
+    """The tag listing, tag digests, blob presence and manifest uploads of one
+    repository, as ``RegistryStore`` makes them: ``GET /v2/`` (or its remembered
+    answer), Basic or Bearer auth from the challenge (push scope for uploads),
+    ``Link`` pages, ``HEAD`` with the full ``Accept`` list. Not thread-safe."""
 
     def __init__(
         self,
@@ -610,6 +635,7 @@ class LightRegistry:
         self._token: tuple[str, str] | None = None  # (token, memo material)
         self._connections: dict[tuple[str, str], Connection] = {}
         self._pull = frozenset({repository_scope(self.name, "pull")})
+        self._push = frozenset({repository_scope(self.name, "pull", "push")})
         #: Lines the full client would have logged (INFO), printed on success.
         self.notes: list[str] = []
         #: What came from the memo and what was fetched, for the trace line.
@@ -627,7 +653,7 @@ class LightRegistry:
         if self._token is not None:
             self._memo.drop("token", self._token[1])
 
-    # -- the two reads ---------------------------------------------------------------
+    # -- check's two reads -----------------------------------------------------------
 
     def list_tags(self) -> list[str]:
         target: str | None = f"/v2/{self.name}/tags/list"
@@ -638,7 +664,7 @@ class LightRegistry:
             if target in seen or len(seen) >= MAX_TAG_PAGES:
                 raise Unsure("tag pages")
             seen.add(target)
-            response = self._get("GET", target, {"Accept": "*/*"})
+            response = self._request("GET", target, {"Accept": "*/*"})
             if response.status == 404 and first:
                 return []
             if response.status != 200:
@@ -655,7 +681,7 @@ class LightRegistry:
         if not is_tag(tag):  # stricter than check_reference: nothing odd goes into a URL
             raise Unsure("reference")
         target = f"/v2/{self.name}/manifests/{tag}"
-        response = self._get("HEAD", target, {"Accept": MANIFEST_ACCEPT})
+        response = self._request("HEAD", target, {"Accept": MANIFEST_ACCEPT})
         if response.status == 404:
             return None
         if response.status != 200:
@@ -663,6 +689,38 @@ class LightRegistry:
         digest = response.header("docker-content-digest") or ""
         if not is_digest(digest):
             raise Unsure("no digest header")  # the full client hashes the manifest
+        return digest
+
+    # -- put's pushes of what the registry mostly has ------------------------------------
+
+    def blob_exists(self, digest: str) -> bool:
+        if not is_digest(digest):
+            raise Unsure("digest")
+        response = self._request("HEAD", f"/v2/{self.name}/blobs/{digest}", {"Accept": "*/*"})
+        if response.status not in (200, 404):
+            raise Unsure(f"blob HEAD: {response.status}")
+        return response.status == 200
+
+    def push_manifest(self, content: bytes, media_type: str, reference: str) -> str:
+        """PUT a manifest under a tag or its own digest; its digest, once the
+        registry has confirmed it stored these very bytes (or did not say)."""
+        from hashlib import sha256  # put has it loaded; check never comes here
+
+        digest = "sha256:" + sha256(content).hexdigest()
+        if not (is_tag(reference) or reference == digest):
+            raise Unsure("reference")
+        response = self._request(
+            "PUT",
+            f"/v2/{self.name}/manifests/{reference}",
+            {"Content-Type": media_type},
+            scopes=self._push,
+            body=content,
+        )
+        if response.status not in (200, 201):
+            raise Unsure(f"manifest PUT: {response.status}")
+        stored = response.header("docker-content-digest")
+        if stored and stored != digest:
+            raise Unsure("the registry stored other bytes")
         return digest
 
     # -- requests ----------------------------------------------------------------------
@@ -673,7 +731,13 @@ class LightRegistry:
         return self._contexts[index]
 
     def _send(
-        self, scheme: str, netloc: str, method: str, target: str, headers: dict[str, str]
+        self,
+        scheme: str,
+        netloc: str,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes = b"",
     ) -> Response:
         """One request on the origin's connection. A certificate that does not verify
         is tried with the next trust (see :func:`tls_contexts`)."""
@@ -685,7 +749,7 @@ class LightRegistry:
                 factory = (lambda i=index: self._context(i)) if scheme == "https" else None
                 connection = self._connections[key] = Connection(scheme, netloc, factory)
             try:
-                return connection.request(method, target, _with_defaults(headers))
+                return connection.request(method, target, _with_defaults(headers), body)
             except Untrusted:
                 self._connections.pop(key).close()
                 index = self._trust.get(key, 0) + 1
@@ -693,16 +757,23 @@ class LightRegistry:
                     raise
                 self._trust[key] = index
 
-    def _get(self, method: str, target: str, headers: dict[str, str]) -> Response:
+    def _request(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        scopes: frozenset[str] | None = None,
+        body: bytes = b"",
+    ) -> Response:
         scheme, netloc = self._base_url()
-        scopes = self._pull
+        scopes = scopes or self._pull
         retried = False
         while True:
             sent = dict(headers)
             authorization = self._authorization(scopes)
             if authorization:
                 sent["Authorization"] = authorization
-            response = self._send(scheme, netloc, method, target, sent)
+            response = self._send(scheme, netloc, method, target, sent, body)
             if response.status == 401:
                 header = response.header("www-authenticate") or ""
                 challenge = pick_challenge(parse_challenges(header))
