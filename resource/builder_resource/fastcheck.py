@@ -78,8 +78,10 @@ def main() -> None:
 
 def full_path(text: str, args: list[str]) -> int:
     """``cli.main`` on the same stdin: the reference behaviour, errors included."""
+    import gc
     import io
 
+    gc.set_threshold(100_000)  # as __main__ does, for pydantic's imports
     from .cli import main as cli_main
 
     sys.stdin = io.StringIO(text)
