@@ -73,9 +73,26 @@ class VerifyingReader(io.RawIOBase):
         return b""
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        """Read straight into ``buffer`` (no copy) when the stream can."""
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is None:
+            data = self.read(len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        if self._done:
+            return 0
+        n = readinto(buffer)
+        if not n:
+            self._finish()
+            return 0
+        self._seen += n
+        if self._size is not None and self._seen > self._size:
+            raise DigestMismatchError(
+                f"{self._what} {self._digest}: more than the expected {self._size} bytes"
+            )
+        with memoryview(buffer) as view:
+            self._hash.update(view[:n])
+        return n
 
     def drain(self) -> None:
         """Read what is left, so that the check runs."""
