@@ -260,11 +260,11 @@ def test_proxies_and_netrc_leave_it_to_the_full_path(
     source = registry_source(registry, repo_name)
     checker.env["HTTPS_PROXY"] = "http://127.0.0.1:9"  # the registry is plain HTTP
     result, trace = checker.run({"source": source})
-    assert result.json == [] and trace == "check: full path (Fallback: HTTPS_PROXY is set)"
+    assert result.json == [] and trace == "check: full path (Unsure: HTTPS_PROXY is set)"
     del checker.env["HTTPS_PROXY"]
     (checker.concourse.home / ".netrc").write_text("machine elsewhere login u password p\n")
     result, trace = checker.run({"source": source})
-    assert result.json == [] and trace == "check: full path (Fallback: a netrc file)"
+    assert result.json == [] and trace == "check: full path (Unsure: a netrc file)"
 
 
 # -- layout directories -----------------------------------------------------------------
