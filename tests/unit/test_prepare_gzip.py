@@ -91,3 +91,20 @@ def test_verifying_reader_readinto_checks_what_it_reads() -> None:
     with pytest.raises(DigestMismatchError, match="more than"):
         while reader.readinto(buffer):
             pass
+
+
+def test_a_file_section_reads_its_bytes_alone_into_the_callers_buffer(tmp_path: Path) -> None:
+    from builder_resource.oci.blobs import SectionReader
+
+    path = tmp_path / "f"
+    path.write_bytes(bytes(range(256)) * 4)
+    reader = SectionReader(path, 100, 300)
+    buffer = bytearray(128)
+    got = b""
+    while n := reader.readinto(memoryview(buffer)[: 7 if not got else 128]):
+        got += bytes(buffer[:n])
+    assert got == (bytes(range(256)) * 4)[100:400]
+    assert reader.readinto(buffer) == 0 and reader.tell() == 300
+    reader.seek(-10, 2)
+    assert reader.read() == (bytes(range(256)) * 4)[390:400]
+    reader.close()

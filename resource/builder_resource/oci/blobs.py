@@ -53,6 +53,9 @@ class FileSection:
         return SectionReader(self.path, self.offset, self.size)
 
 
+_PREADV = hasattr(os, "preadv")
+
+
 class SectionReader(io.RawIOBase):
     """A read-only stream over part of a file, using pread so that several readers
     may share nothing but the path."""
@@ -68,13 +71,20 @@ class SectionReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
-        want = min(len(buffer), self._end - self._pos)
-        if want <= 0:
-            return 0
-        data = os.pread(self._fd, want, self._pos)
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        """Straight into ``buffer`` (``preadv``): no bytes object and no copy, for
+        readers that reuse their buffers (the gzip writer's MiB blocks)."""
+        with memoryview(buffer) as view:
+            want = min(view.nbytes, self._end - self._pos)
+            if want <= 0:
+                return 0
+            if _PREADV:
+                n = os.preadv(self._fd, [view[:want]], self._pos)
+            else:  # pragma: no cover - platforms without preadv
+                data = os.pread(self._fd, want, self._pos)
+                n = len(data)
+                view[:n] = data
+        self._pos += n
+        return n
 
     def seekable(self) -> bool:
         return True

@@ -8,7 +8,6 @@ same layer always gives the same digest).
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 from ..errors import ImageError
 from . import media_types as mt
 from .archive_read import ArchiveImage
-from .blobs import BlobSource, FileSection, open_section
+from .blobs import BlobSource, FileSection
 from .compression import GZIP_BLOCK, BlockGzipWriter, gzip_backend
 from .descriptor import Descriptor
 from .digest import HashingWriter, VerifyingReader, sha256_digest
@@ -102,8 +101,8 @@ def gzip_to_file(source: BlobSource, scratch: Path) -> FileSection:
     path = Path(name)
     # a buffer as big as a block: a stored block's 64 KiB pieces go out in MiB writes
     hasher = HashingWriter(os.fdopen(fd, "wb", buffering=GZIP_BLOCK))
-    raw = _Pread(source) if isinstance(source, FileSection) and _Pread.usable else None
-    reader = VerifyingReader(raw or open_section(source), source.digest, source.size, "layer")  # type: ignore[arg-type]
+    # Unbuffered: the gzip writer reads whole blocks into buffers of its own.
+    reader = VerifyingReader(source.open(), source.digest, source.size, "layer")
     try:
         with reader, hasher, BlockGzipWriter(hasher) as gz:  # type: ignore[arg-type]
             gz.write_from(reader)
@@ -114,34 +113,3 @@ def gzip_to_file(source: BlobSource, scratch: Path) -> FileSection:
         raise ImageError(f"compressing layer {source.digest}: {e}") from e
     log.debug("gzipped layer %s: %d -> %d bytes", source.digest, source.size, hasher.size)
     return FileSection(path, 0, hasher.size, hasher.digest)
-
-
-class _Pread(io.RawIOBase):
-    """A file section read with ``preadv`` straight into the caller's buffer:
-    no bytes object and no copy a block (the gzip writer reads into buffers it
-    reuses), where ``open_section`` reads into new bytes, then copies."""
-
-    usable = hasattr(os, "preadv")
-
-    def __init__(self, section: FileSection) -> None:
-        super().__init__()
-        self._fd = os.open(section.path, os.O_RDONLY)
-        self._pos = section.offset
-        self._end = section.offset + section.size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        want = min(len(buffer), self._end - self._pos)
-        if want <= 0:
-            return 0
-        with memoryview(buffer) as view:
-            n = os.preadv(self._fd, [view[:want]], self._pos)
-        self._pos += n
-        return n
-
-    def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
-        super().close()
