@@ -180,7 +180,7 @@ def measure(target: Target, python: str, runs: int, full_runs: int) -> dict[str,
 
 
 def targets(stack: ExitStack, work: Path, setups: list[str], count: int) -> Iterator[Target]:
-    sys.path[:0] = [str(ROOT / "resource"), str(ROOT / "tests")]
+    sys.path[:0] = [str(ROOT / "resource"), str(ROOT / "tests"), str(ROOT)]  # fixtures use bench.*
     from builder_resource.store.layout import LayoutStore
     from builder_resource.store.registry import RegistryStore
 
