@@ -150,3 +150,25 @@ def test_a_put_that_fails_leaves_no_version(
     assert put.returncode == 1
     assert "1.0.0" in put.error_line
     assert concourse.check(source) == []
+
+
+def test_a_put_of_blobs_already_there_does_not_import_requests(
+    concourse: Concourse, registry: Registry, repo_name: str, tmp_path: Path
+) -> None:
+    """The second put of the same image finds every blob: the light client HEADs
+    them and PUTs the manifests, and requests is never imported (``-X importtime``
+    through PYTHONPROFILEIMPORTTIME shows what each put loaded)."""
+    source = {"repository": registry.repository(repo_name), "insecure": True}
+    concourse.extra_env["PYTHONPROFILEIMPORTTIME"] = "1"
+    imported = []
+    for version in ("1.0.0", "1.0.1"):
+        sources = tmp_path / version
+        command = image_project(sources)
+        params = {"context": "src", "command": command, "version": version}
+        put = concourse.put(source, params, sources)
+        assert put.returncode == 0, put.stderr[-3000:]
+        lines = [line for line in put.stderr.splitlines() if line.startswith("import time:")]
+        imported.append({line.rsplit("|", 1)[-1].strip() for line in lines})
+    assert "requests" in imported[0]  # the first put uploaded its blobs with requests
+    assert "pydantic" in imported[1] and "requests" not in imported[1]
+    assert concourse.check(source)[-1]["tag"] == "1.0.1"
