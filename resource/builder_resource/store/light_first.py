@@ -45,13 +45,9 @@ class LightFirstRegistry:
         ca_certs: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self._options = {
-            "username": username,
-            "password": password,
-            "insecure": insecure,
-            "ca_certs": list(ca_certs),
-        }
         self.repository = repository
+        self._username, self._password = username, password
+        self._insecure, self._ca_certs = insecure, list(ca_certs)
         self._full: RegistryStore | None = None
         self._full_lock = threading.Lock()
         self._light_lock = threading.Lock()
@@ -59,7 +55,14 @@ class LightFirstRegistry:
         self._noted = 0
         try:
             unusual_environment(env or {})
-            self._light = LightRegistry(repository, env=env, **self._options)  # type: ignore[arg-type]
+            self._light = LightRegistry(
+                repository,
+                username=username,
+                password=password,
+                insecure=insecure,
+                ca_certs=self._ca_certs,
+                env=env,
+            )
         except Unsure as e:
             log.debug("%s: the full registry client from the start (%s)", repository, e)
         if self._light is None:
@@ -75,7 +78,13 @@ class LightFirstRegistry:
             if self._full is None:
                 from .registry import RegistryStore
 
-                self._full = RegistryStore(self.repository, **self._options)  # type: ignore[arg-type]
+                self._full = RegistryStore(
+                    self.repository,
+                    username=self._username,
+                    password=self._password,
+                    insecure=self._insecure,
+                    ca_certs=self._ca_certs,
+                )
             return self._full
 
     @property
