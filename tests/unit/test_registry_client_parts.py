@@ -127,6 +127,27 @@ def test_repository_names():
             parse_repository(bad)
 
 
+def test_docker_hub_names_and_its_api_host(mocker):
+    """``docker.io/…`` as users write it; the API answers on registry-1.docker.io
+    (both clients ping that host, and nothing else changes)."""
+    from builder_resource.store.light import LightRegistry, Unsure
+    from builder_resource.store.registry import RegistryStore
+
+    assert parse_repository("docker.io/alpine") == ("docker.io", "library/alpine")
+    assert parse_repository("index.docker.io/team/app") == ("index.docker.io", "team/app")
+    assert parse_repository("quay.io/alpine") == ("quay.io", "alpine")
+    full = RegistryStore("docker.io/team/app")
+    assert full.location == "docker.io/team/app"
+    ping = mocker.patch.object(RegistryStore, "_request", side_effect=StoreError("offline"))
+    with pytest.raises(StoreError):
+        full.resolve_tag("1.0")
+    assert ping.call_args.args[1] == "https://registry-1.docker.io/v2/"
+    send = mocker.patch.object(LightRegistry, "_send", side_effect=Unsure("offline"))
+    with pytest.raises(Unsure):
+        LightRegistry("docker.io/team/app").resolve_tag("1.0")
+    assert send.call_args.args[:2] == ("https", "registry-1.docker.io")
+
+
 def test_references():
     assert check_reference("1.0.0-rc.1_x") == "1.0.0-rc.1_x"
     assert check_reference("sha256:" + "a" * 64)

@@ -27,6 +27,7 @@ from .wire import (
     EXPIRY_MARGIN,
     MIN_TOKEN_SECONDS,
     Challenge,
+    api_host,
     next_link,
     parse_challenges,
     parse_repository,
@@ -816,7 +817,7 @@ class LightRegistry:
             memo = self._memo.load("probe", self._probe_key)
             schemes = probe_schemes(self.registry, self.insecure)
             if memo is not None and memo.get("scheme") in schemes:
-                self._base = (memo["scheme"], self.registry)
+                self._base = (memo["scheme"], api_host(self.registry))
                 challenge = memo.get("challenge")
                 if challenge is not None:
                     self._challenge = Challenge(str(challenge[0]), dict(challenge[1]))
@@ -837,10 +838,11 @@ class LightRegistry:
         """``RegistryStore._probe``: the schemes in ``probe_schemes`` order, the next
         one after a failure or an answer other than 200 or 401."""
         schemes = probe_schemes(self.registry, self.insecure)
+        netloc = api_host(self.registry)
         for i, scheme in enumerate(schemes):
             last = i == len(schemes) - 1
             try:
-                response = self._send(scheme, self.registry, "GET", "/v2/", {"Accept": "*/*"})
+                response = self._send(scheme, netloc, "GET", "/v2/", {"Accept": "*/*"})
             except Unsure:
                 if last:
                     raise
@@ -853,7 +855,7 @@ class LightRegistry:
                 if last:
                     raise Unsure(f"GET /v2/: {response.status}")
                 continue  # plain HTTP to a TLS port answers 400
-            return scheme, self.registry
+            return scheme, netloc
         raise Unsure("no scheme")  # pragma: no cover - the loop returns or raises
 
     # -- auth ----------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from .http import (
     make_session,
 )
 from .progress import Progress, human
-from .wire import check_reference, next_link, parse_repository, probe_schemes
+from .wire import api_host, check_reference, next_link, parse_repository, probe_schemes
 
 log = logging.getLogger("builder_resource.store")
 
@@ -395,7 +395,7 @@ class RegistryStore:
         schemes = probe_schemes(self.registry, self.insecure)
         failure: StoreError | None = None
         for i, scheme in enumerate(schemes):
-            base = f"{scheme}://{self.registry}"
+            base = f"{scheme}://{api_host(self.registry)}"
             last = i == len(schemes) - 1
             try:
                 response = self._request(

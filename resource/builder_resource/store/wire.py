@@ -19,6 +19,11 @@ MIN_TOKEN_SECONDS = 60
 #: Renew a token this long before it expires, so a request never carries a stale one.
 EXPIRY_MARGIN = 10
 
+#: Docker Hub's names in image references, and the host its registry API answers on
+#: (docker and containers/image make the same substitution).
+DOCKER_HUB_NAMES = frozenset({"docker.io", "index.docker.io"})
+DOCKER_HUB_API = "registry-1.docker.io"
+
 _HOST = (
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
     r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$"
@@ -49,7 +54,15 @@ def parse_repository(repository: str) -> tuple[str, str]:
                 f"repository {text!r}: invalid path component {part!r} "
                 "(lower-case letters and digits, separated by '.', '_', '__' or '-')"
             )
+    if host in DOCKER_HUB_NAMES and "/" not in name:
+        name = f"library/{name}"  # Docker Hub's official images
     return host, name
+
+
+def api_host(registry: str) -> str:
+    """Where ``registry``'s API answers: itself, or Docker Hub's API host for its
+    reference names (``docker.io/v2/`` is a web page, not the registry)."""
+    return DOCKER_HUB_API if registry in DOCKER_HUB_NAMES else registry
 
 
 def probe_schemes(registry: str, insecure: bool) -> tuple[str, ...]:
