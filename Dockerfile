@@ -63,7 +63,8 @@ RUN apt-get update \
 COPY pyproject.toml /src/
 COPY resource /src/resource
 RUN python3 -m venv /opt/builder-resource \
- && /opt/builder-resource/bin/pip install --no-cache-dir --disable-pip-version-check /src \
+ && /opt/builder-resource/bin/pip install --no-cache-dir --disable-pip-version-check \
+      -c /src/resource/constraints.txt /src \
  && /opt/builder-resource/bin/python3 -c "import builder_resource.cli"
 
 # ---------------------------------------------------------------------------
@@ -100,7 +101,8 @@ RUN apt-get update \
 
 WORKDIR /src
 COPY . /src
-RUN /opt/builder-resource/bin/pip install --no-cache-dir --disable-pip-version-check "/src[test]"
+RUN /opt/builder-resource/bin/pip install --no-cache-dir --disable-pip-version-check \
+      -c /src/resource/constraints.txt "/src[test]"
 ENV PATH=/opt/builder-resource/bin:$PATH
 # A `docker build` step has no privileges to create namespaces: the unit tests here;
 # the whole suite (real registries, real buildah) when the image runs privileged.

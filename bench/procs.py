@@ -182,10 +182,13 @@ def project_dependencies() -> list[str]:
 
 def ensure_venv(venv: Path, log: Any = print) -> Path:
     """A virtualenv like the resource image's, with the package's dependencies
-    from PyPI (the package itself comes from the checkout: the wrapper scripts put
-    ``resource/`` on ``PYTHONPATH``). Rebuilt when the dependencies change."""
+    from PyPI at the image's pins (``resource/constraints.txt``; the package itself
+    comes from the checkout: the wrapper scripts put ``resource/`` on
+    ``PYTHONPATH``). Rebuilt when the dependencies or the pins change."""
     deps = project_dependencies()
-    stamp = venv / (".deps-" + hashlib.sha256("\n".join(deps).encode()).hexdigest()[:12])
+    pins = ROOT / "resource" / "constraints.txt"
+    material = "\n".join([*deps, pins.read_text()])
+    stamp = venv / (".deps-" + hashlib.sha256(material.encode()).hexdigest()[:12])
     python = venv / "bin" / "python"
     if stamp.is_file() and python.exists():
         return python
@@ -193,7 +196,8 @@ def ensure_venv(venv: Path, log: Any = print) -> Path:
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *deps],
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        + ["-c", str(pins), *deps],
         check=True,
     )
     for old in venv.glob(".deps-*"):
