@@ -256,12 +256,17 @@ def test_a_cache_directory_open_to_others_is_ignored(
 def test_proxies_and_netrc_leave_it_to_the_full_path(
     checker: Checker, registry: Registry, repo_name: str
 ) -> None:
-    """requests would use them; the light client does not, so it steps aside."""
+    """requests would use them; the light client does not, so it steps aside,
+    unless no_proxy names the registry (then requests goes direct too)."""
     source = registry_source(registry, repo_name)
     checker.env["HTTPS_PROXY"] = "http://127.0.0.1:9"  # the registry is plain HTTP
     result, trace = checker.run({"source": source})
-    assert result.json == [] and trace == "check: full path (Unsure: HTTPS_PROXY is set)"
-    del checker.env["HTTPS_PROXY"]
+    assert result.json == []
+    assert trace == f"check: full path (Unsure: a proxy may be in the way to {registry.host})"
+    checker.env["NO_PROXY"] = "localhost,127.0.0.0/8"
+    result, trace = checker.run({"source": source})
+    assert result.json == [] and trace.startswith("check: fast path")
+    del checker.env["HTTPS_PROXY"], checker.env["NO_PROXY"]
     (checker.concourse.home / ".netrc").write_text("machine elsewhere login u password p\n")
     result, trace = checker.run({"source": source})
     assert result.json == [] and trace == "check: full path (Unsure: a netrc file)"

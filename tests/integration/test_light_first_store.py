@@ -84,11 +84,25 @@ def test_errors_are_the_full_clients(basic_registry: Registry, repo_name: str) -
     assert "definitely-wrong-pw" not in str(light_first.value)
 
 
-def test_a_proxy_in_the_environment_means_the_full_client(registry: Registry) -> None:
-    store = LightFirstRegistry(
-        registry.repository("tests/proxied"), insecure=True, env={"HTTPS_PROXY": "http://p:3128"}
-    )
-    assert not store.light_in_use and store.full_built
+def test_a_proxy_in_the_way_means_the_full_client(
+    registry: Registry, repo_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where requests would go through the environment's proxy, the light client
+    steps aside (and the full client meets the proxy); where no_proxy names the
+    registry, both go direct."""
+    repository = registry.repository(repo_name)
+    for name in ("HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    for name in ("NO_PROXY", "no_proxy", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    store = LightFirstRegistry(repository, insecure=True, env=dict(os.environ), policy=FAST)
+    with pytest.raises(StoreError):
+        store.resolve_tag("1.0")  # the full client, through the (dead) proxy
+    assert store.full_built and not store.light_in_use
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    direct = LightFirstRegistry(repository, insecure=True, env=dict(os.environ))
+    assert direct.resolve_tag("1.0") is None
+    assert direct.light_in_use and not direct.full_built
 
 
 def test_a_put_again_does_not_import_requests(

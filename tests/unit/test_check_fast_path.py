@@ -228,18 +228,61 @@ def test_output_is_what_the_full_path_prints() -> None:
     assert light.json_dumps([]) == json.dumps([])
 
 
-def test_proxies_and_netrc_are_unusual(tmp_path: Path) -> None:
+def test_a_netrc_is_unusual(tmp_path: Path) -> None:
     home = {"HOME": str(tmp_path)}
-    light.unusual_environment({**home, "no_proxy": "*", "PATH": "/bin", "http_proxy": ""})
-    for name in ("http_proxy", "HTTPS_PROXY", "all_proxy", "Ftp_Proxy"):
-        with pytest.raises(Unsure, match=name):
-            light.unusual_environment({**home, name: "http://proxy:3128"})
+    light.unusual_environment({**home, "no_proxy": "*", "PATH": "/bin", "https_proxy": "x"})
     (tmp_path / "n").write_text("")
     with pytest.raises(Unsure, match="netrc"):
         light.unusual_environment({**home, "NETRC": str(tmp_path / "n")})
     (tmp_path / ".netrc").write_text("")
     with pytest.raises(Unsure, match="netrc"):
         light.unusual_environment(home)
+
+
+HOSTS = [
+    "registry.corp.example:5000",
+    "registry.corp.example",
+    "REGISTRY.corp.example",
+    "127.0.0.1:5000",
+    "127.1:80",
+    "10.1.2.3",
+    "[::1]:5000",
+    "badexample.com:443",
+]
+NO_PROXY = [
+    "*",
+    "corp.example",
+    ".corp.example",
+    "registry.corp.example:5000",
+    "127.0.0.1",
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "10.1.2.3/33",
+    "example.com",
+    "::1",
+    "Registry.corp.example",
+    "127.1",
+    "10.1/16",
+    "x/y",
+]
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_the_light_client_goes_direct_only_where_requests_would(host: str) -> None:
+    """requests' own ``should_bypass_proxies`` is the oracle: the light client may
+    connect directly only where requests would bypass the proxy too."""
+    from requests.utils import should_bypass_proxies
+
+    assert not light.proxied({"HTTPS_PROXY": "", "PATH": "/bin"}, host)  # no proxy at all
+    bypassed = 0
+    for no_proxy in ["", *NO_PROXY, *(f"{a}, {b}" for a in NO_PROXY for b in NO_PROXY)]:
+        env = {"https_proxy": "http://proxy:3128", "NO_PROXY": no_proxy}
+        direct = not light.proxied(env, host)
+        if direct:
+            assert should_bypass_proxies(f"https://{host}/v2/", no_proxy=no_proxy), no_proxy
+            bypassed += 1
+    # it does go direct where no_proxy names the host (badexample.com: "*" alone)
+    assert bypassed > (0 if host.startswith("bad") else 20)
 
 
 # -- the cache --------------------------------------------------------------------------

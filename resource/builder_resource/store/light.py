@@ -10,7 +10,7 @@
 
 They handle the ordinary case only: 200, 201 and 404 answers, Basic and Bearer
 auth, ``Link`` pages on the same host, a well-formed ``index.json``, an ordinary
-environment (:func:`unusual_environment`). Anything else raises :class:`Unsure`
+environment (:func:`unusual_environment`, :func:`proxied`). Anything else raises :class:`Unsure`
 and the caller takes the full path (``RegistryStore``, ``LayoutStore``), whose
 answers and error messages are the contract. Nothing here retries, logs or
 reports an error of its own.
@@ -73,17 +73,85 @@ class Untrusted(Unsure):
 
 
 def unusual_environment(env: Mapping[str, str]) -> None:
-    """Unsure where requests would read more of the environment than the light
-    client does: a proxy (``*_proxy`` variables), or a ``.netrc`` whose credentials
-    requests would send in place of the registry's."""
-    for name, value in env.items():
-        lower = name.lower()
-        if lower.endswith("_proxy") and lower != "no_proxy" and value:
-            raise Unsure(f"{name} is set")
+    """Unsure where requests would send other credentials than the light client: a
+    ``.netrc``'s, in place of the registry's. (Proxies are judged per host: see
+    :func:`proxied`.)"""
     home = env.get("HOME") or os.path.expanduser("~")
     for path in (env.get("NETRC"), f"{home}/.netrc", f"{home}/_netrc"):
         if path and os.path.exists(path):
             raise Unsure("a netrc file")
+
+
+def proxied(env: Mapping[str, str], netloc: str) -> bool:
+    """Whether requests might reach ``netloc`` through a proxy of the environment
+    (the light client connects directly, so it must not go where requests would
+    not). False only when no ``*_proxy`` variable is set, or when ``no_proxy``
+    names the host as requests' ``should_bypass_proxies`` reads it: ``*``, the
+    host (with or without its port, any leading dot dropped), a parent domain, an
+    IPv4 address or CIDR block. Where only urllib's second opinion would let
+    requests bypass, this still says proxied, and the full client decides."""
+    if not any(
+        value and name.lower().endswith("_proxy") and name.lower() != "no_proxy"
+        for name, value in env.items()
+    ):
+        return False
+    no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
+    if no_proxy == "*":
+        return False
+    host, explicit_port = _host_and_port(netloc)
+    entries = [entry for entry in no_proxy.replace(" ", "").split(",") if entry]
+    address = _ipv4(host)
+    if address is not None:
+        return not any(_ipv4_matches(address, host, entry) for entry in entries)
+    with_port = f"{host}:{explicit_port}" if explicit_port else host
+    for entry in entries:
+        entry = entry.lstrip(".")
+        if (
+            entry in (host, with_port)
+            or host.endswith("." + entry)
+            or with_port.endswith("." + entry)
+        ):
+            return False
+    return True
+
+
+def _host_and_port(netloc: str) -> tuple[str, str]:
+    """(host as urlparse's ``hostname`` gives it, the port as written or "")."""
+    if netloc.startswith("["):
+        host, _, rest = netloc[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = netloc.partition(":")
+    explicit = str(int(port)) if port.isdigit() and int(port) else ""  # urlparse's .port
+    return host.lower(), explicit
+
+
+def _ipv4(host: str) -> int | None:
+    """``host`` as requests' ``is_ipv4_address`` sees it (``inet_aton``, which takes
+    ``127.1`` too), as an integer; None when it is a name."""
+    import _socket
+
+    try:
+        return int.from_bytes(_socket.inet_aton(host), "big")
+    except (OSError, ValueError):
+        return None
+
+
+def _ipv4_matches(address: int, host: str, entry: str) -> bool:
+    """requests' test of an IPv4 host against one ``no_proxy`` entry: a CIDR block
+    (``is_valid_cidr``, ``address_in_network``) or the same text."""
+    if entry.count("/") == 1:
+        network, bits = entry.split("/")
+        try:
+            mask_bits = int(bits)
+        except ValueError:
+            return False  # not a CIDR: and not the host's text either (it has a "/")
+        base = _ipv4(network)
+        if base is None or not 1 <= mask_bits <= 32:
+            return False
+        mask = (0xFFFFFFFF << (32 - mask_bits)) & 0xFFFFFFFF
+        return address & mask == base & mask
+    return host == entry
 
 
 # -- JSON, on the C accelerator of the json package ----------------------------------
@@ -626,7 +694,8 @@ class LightRegistry:
         self.insecure = insecure
         self._username = username or None
         self._password = password or ""
-        self._factories = tls_contexts(insecure, ca_certs, env or {})
+        self._env = env or {}
+        self._factories = tls_contexts(insecure, ca_certs, self._env)
         self._contexts: dict[int, Any] = {}
         self._trust: dict[tuple[str, str], int] = {}  # origin → the context that verified
         self._memo = memo or Memo()
@@ -746,6 +815,8 @@ class LightRegistry:
         while True:
             connection = self._connections.get(key)
             if connection is None:
+                if proxied(self._env, netloc):
+                    raise Unsure(f"a proxy may be in the way to {netloc}")
                 index = self._trust.get(key, 0)
                 factory = (lambda i=index: self._context(i)) if scheme == "https" else None
                 connection = self._connections[key] = Connection(scheme, netloc, factory)

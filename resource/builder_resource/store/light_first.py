@@ -24,6 +24,7 @@ from .light import LightRegistry, Unsure, unusual_environment
 from .wire import parse_repository
 
 if TYPE_CHECKING:
+    from .http import RetryPolicy
     from .registry import RegistryStore
 
 log = logging.getLogger("builder_resource.store")
@@ -44,8 +45,12 @@ class LightFirstRegistry:
         insecure: bool = False,
         ca_certs: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
+        """``env``: the process environment (the light client must see what requests
+        sees); ``policy``: the full client's retries."""
         self.repository = repository
+        self._policy = policy
         self._username, self._password = username, password
         self._insecure, self._ca_certs = insecure, list(ca_certs)
         self._full: RegistryStore | None = None
@@ -84,6 +89,7 @@ class LightFirstRegistry:
                     password=self._password,
                     insecure=self._insecure,
                     ca_certs=self._ca_certs,
+                    policy=self._policy,
                 )
             return self._full
 
