@@ -26,6 +26,7 @@ full path, which is the contract:
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -64,8 +65,6 @@ def main() -> None:
         if trace:
             sys.stderr.write(f"check: full path ({type(e).__name__}: {e})\n")
         code = full_path(text, sys.argv[1:])
-        import gc
-
         gc.freeze()  # as __main__ does: exit need not walk pydantic's objects
         sys.exit(code)
     for line in notes:
@@ -74,11 +73,11 @@ def main() -> None:
         sys.stderr.write(f"check: fast path ({how})\n")
     sys.stdout.write(json_dumps(versions) + "\n")
     sys.stdout.flush()
+    gc.freeze()  # after a first check that validated with pydantic, as above
 
 
 def full_path(text: str, args: list[str]) -> int:
     """``cli.main`` on the same stdin: the reference behaviour, errors included."""
-    import gc
     import io
 
     gc.set_threshold(100_000)  # as __main__ does, for pydantic's imports
@@ -200,6 +199,7 @@ def validated_settings(payload: dict[str, Any]) -> dict[str, Any]:
     """Validate with the pydantic models (the contract); the non-secret settings
     check needs, as the models normalised them, and the registry's host and name
     as ``parse_repository`` reads them (a check need not load ``re`` again)."""
+    gc.set_threshold(100_000)  # as __main__ does, for pydantic's imports
     from .config import CheckRequest, parse_request
     from .store.wire import parse_repository
 
