@@ -26,10 +26,10 @@ full path, which is the contract:
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 
+from . import collector
 from .store.light import Unsure, json_dumps, json_loads
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (check's path)
@@ -56,6 +56,7 @@ class Fallback(Exception):
 
 def main() -> None:
     """Read the request, answer it, exit. Stdout carries exactly one JSON value."""
+    collector.pace()  # a first check, or the full path, imports pydantic
     text = sys.stdin.read()
     env = os.environ
     trace = env.get("BUILDER_RESOURCE_CHECK_TRACE") == "1"
@@ -65,7 +66,7 @@ def main() -> None:
         if trace:
             sys.stderr.write(f"check: full path ({type(e).__name__}: {e})\n")
         code = full_path(text, sys.argv[1:])
-        gc.freeze()  # as __main__ does: exit need not walk pydantic's objects
+        collector.freeze_before_exit()
         sys.exit(code)
     for line in notes:
         sys.stderr.write(line + "\n")
@@ -73,14 +74,13 @@ def main() -> None:
         sys.stderr.write(f"check: fast path ({how})\n")
     sys.stdout.write(json_dumps(versions) + "\n")
     sys.stdout.flush()
-    gc.freeze()  # after a first check that validated with pydantic, as above
+    collector.freeze_before_exit()
 
 
 def full_path(text: str, args: list[str]) -> int:
     """``cli.main`` on the same stdin: the reference behaviour, errors included."""
     import io
 
-    gc.set_threshold(100_000)  # as __main__ does, for pydantic's imports
     from .cli import main as cli_main
 
     sys.stdin = io.StringIO(text)
@@ -199,7 +199,6 @@ def validated_settings(payload: dict[str, Any]) -> dict[str, Any]:
     """Validate with the pydantic models (the contract); the non-secret settings
     check needs, as the models normalised them, and the registry's host and name
     as ``parse_repository`` reads them (a check need not load ``re`` again)."""
-    gc.set_threshold(100_000)  # as __main__ does, for pydantic's imports
     from .config import CheckRequest, parse_request
     from .store.wire import parse_repository
 
