@@ -25,20 +25,21 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: bench.* from this checkout
+    sys.path.insert(0, str(ROOT))
+from bench.registry import free_port, launch, stop_process, wait_until_answering  # noqa: E402
+
 CHECK = ROOT / "opt" / "resource" / "check"
 SETUPS = ("plain", "tls", "basic", "bearer", "layout")
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -55,56 +56,20 @@ class Target:
     skopeo_env: dict[str, str] = field(default_factory=dict)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def docker_registry(
     workdir: Path, *, tls: tuple[Path, Path] | None = None, auth: dict | None = None
 ) -> Iterator[str]:
-    """A quiet docker-registry (no access log); yields ``127.0.0.1:port``."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    """A quiet docker-registry (no access log), as the benchmark starts them;
+    yields ``127.0.0.1:port``."""
     host = f"127.0.0.1:{free_port()}"
-    http: dict = {"addr": host, "secret": "check-timing"}
-    if tls:
-        http["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
-    config = {
-        "version": 0.1,
-        "log": {"level": "error", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")}},
-        "http": http,
-        **({"auth": auth} if auth else {}),
-    }
-    (workdir / "config.yml").write_text(json.dumps(config))
-    process = subprocess.Popen(
-        ["docker-registry", "serve", str(workdir / "config.yml")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    http = {"tls": {"certificate": str(tls[0]), "key": str(tls[1])}} if tls else None
+    process, log = launch(workdir, host, http=http, auth=auth)
     try:
-        import ssl
-
-        context = ssl.create_default_context()
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        scheme = "https" if tls else "http"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"{scheme}://{host}/v2/", timeout=1, context=context)
-                break
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("docker-registry did not start") from None
-                time.sleep(0.05)
+        wait_until_answering(f"{'https' if tls else 'http'}://{host}", process, log)
         yield host
     finally:
-        process.terminate()
-        process.wait(10)
+        stop_process(process)
 
 
 def fill(store, count: int) -> dict:
@@ -180,7 +145,7 @@ def measure(target: Target, python: str, runs: int, full_runs: int) -> dict[str,
 
 
 def targets(stack: ExitStack, work: Path, setups: list[str], count: int) -> Iterator[Target]:
-    sys.path[:0] = [str(ROOT / "resource"), str(ROOT / "tests"), str(ROOT)]  # fixtures use bench.*
+    sys.path[:0] = [str(ROOT / "resource"), str(ROOT / "tests")]
     from builder_resource.store.layout import LayoutStore
     from builder_resource.store.registry import RegistryStore
 

@@ -2,7 +2,8 @@
 2.8) on 127.0.0.1, a free port, plain HTTP, its storage in a directory of its own.
 
 Quiet (no access log) so that logging costs neither side CPU. ``launch`` and
-``wait_until_answering`` also start the tests' registries (tests/fixtures/registry.py).
+``wait_until_answering`` and ``stop_process`` also serve the tests' registries
+(tests/fixtures/registry.py) and bench/check_timing.py.
 """
 
 from __future__ import annotations
@@ -50,13 +51,7 @@ class Registry:
 
     def stop(self, remove: bool = True) -> None:
         """Stop the registry and, by default, remove its storage."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
         if remove:
             shutil.rmtree(self.root, ignore_errors=True)
 
@@ -134,6 +129,18 @@ def launch(
             stdin=subprocess.DEVNULL,
         )
     return process, log
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate a registry; kill it if it has not ended within 10 s. Shared with
+    tests/fixtures/registry.py and bench/check_timing.py."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def wait_until_answering(
