@@ -4,7 +4,7 @@ check imports this module on every run, so it imports nothing at load time, and
 its functions read tags, digests and semantic versions by hand: ``re`` (with
 ``enum`` and friends) costs a check 14 ms to import, and compiling
 ``SEMVER_PATTERN`` 4 ms more. The patterns stay the reference: ``config.py``
-validates with them, and tests hold the readers to them.
+validates tags and digests with them, and tests hold the readers to all three.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (check's
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from datetime import datetime
-    from typing import Any
 
 #: A version's tag (the distribution spec's tag grammar) and digest. config.py's
 #: ``Version`` model validates with these, and check's fast path reads them too.
@@ -21,7 +20,8 @@ TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
 DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 #: Semantic versions (semver.org's pattern with ASCII digits, anchored at both ends,
-#: and an optional leading ``v``). :func:`parse_semver` reads them without ``re``.
+#: and an optional leading ``v``): the reference :func:`parse_semver` is tested
+#: against; it reads them without ``re``.
 SEMVER_PATTERN = (
     r"\Av?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
     r"(?:-((?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
@@ -42,13 +42,6 @@ def is_tag(text: str) -> bool:
 def is_digest(text: str) -> bool:
     """Whether ``re.fullmatch(DIGEST_PATTERN, text)`` would match, without ``re``."""
     return len(text) == 71 and text.startswith("sha256:") and set(text[7:]) <= _HEX
-
-
-def semver() -> Any:
-    """``SEMVER_PATTERN`` compiled: the reference :func:`parse_semver` is tested against."""
-    import re
-
-    return re.compile(SEMVER_PATTERN)
 
 
 _DIGITS = frozenset("0123456789")

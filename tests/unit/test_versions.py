@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime
 
 import pytest
 
 from builder_resource.build.git import strip_credentials
-from builder_resource.versions import default_tag, order_tags, parse_semver, semver
+from builder_resource.versions import SEMVER_PATTERN, default_tag, order_tags, parse_semver
 
 
 def test_semver_precedence() -> None:
@@ -138,8 +139,11 @@ SEMVER_CASES = [
 ]
 
 
+SEMVER = re.compile(SEMVER_PATTERN)
+
+
 def _by_pattern(tag: str) -> tuple | None:
-    match = semver().match(tag)
+    match = SEMVER.match(tag)
     if match is None:
         return None
     major, minor, patch, pre, _build = match.groups()
