@@ -137,11 +137,10 @@ def _light_store(
     env: Mapping[str, str],
     cache: Cache | None,
 ) -> LightRegistry | LightLayout:
-    from .store.light import LightLayout, LightRegistry, unusual_environment
+    from .store.light import LightLayout, LightRegistry
 
     if settings["local"]:
         return LightLayout(settings["repository"])
-    unusual_environment(env)
     return LightRegistry(
         settings["repository"],
         username=username,

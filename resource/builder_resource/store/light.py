@@ -684,7 +684,9 @@ class LightRegistry:
         memo: Memo | None = None,
         parsed: tuple[str, str] | None = None,
     ) -> None:
-        """``parsed``: what ``parse_repository(repository)`` returned, when known."""
+        """``parsed``: what ``parse_repository(repository)`` returned, when known;
+        ``env``: the process environment, judged as requests would read it (Unsure
+        for a ``.netrc``)."""
         if parsed is None:
             try:
                 parsed = parse_repository(repository)
@@ -695,6 +697,7 @@ class LightRegistry:
         self._username = username or None
         self._password = password or ""
         self._env = env or {}
+        unusual_environment(self._env)  # proxies are judged per connection (_send)
         self._factories = tls_contexts(insecure, ca_certs, self._env)
         self._contexts: dict[int, Any] = {}
         self._trust: dict[tuple[str, str], int] = {}  # origin → the context that verified

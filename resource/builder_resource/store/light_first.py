@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from ..oci.blobs import BlobSource
-from .light import LightRegistry, Unsure, unusual_environment
+from .light import LightRegistry, Unsure
 from .wire import parse_repository
 
 if TYPE_CHECKING:
@@ -59,7 +59,6 @@ class LightFirstRegistry:
         self._light: LightRegistry | None = None
         self._noted = 0
         try:
-            unusual_environment(env or {})
             self._light = LightRegistry(
                 repository,
                 username=username,
