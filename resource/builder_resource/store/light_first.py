@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 from ..oci.blobs import BlobSource
 from .light import LightRegistry, Unsure
-from .wire import parse_repository
 
 if TYPE_CHECKING:
     from .http import RetryPolicy
@@ -72,8 +71,7 @@ class LightFirstRegistry:
         if self._light is None:
             self.location = self.full.location  # its errors, for a bad repository
         else:
-            registry, name = parse_repository(repository)
-            self.location = f"{registry}/{name}"
+            self.location = f"{self._light.registry}/{self._light.name}"
 
     @property
     def full(self) -> RegistryStore:
