@@ -58,10 +58,10 @@ py-deps:
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
 
 lint: py-deps
-	$(PYTHON) -m ruff check resource tests bench
+	$(PYTHON) -m ruff check resource tests bench harness
 
 test: deps
-	$(PYTHON) -m ruff check resource tests bench
+	$(PYTHON) -m ruff check resource tests bench harness
 	$(PYTHON) -m pytest -q
 
 demo: deps

@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script: bench.* from this checkout
+if str(ROOT) not in sys.path:  # run as a script: harness.* from this checkout
     sys.path.insert(0, str(ROOT))
-from bench.registry import free_port, launch, stop_process, wait_until_answering  # noqa: E402
+from harness.registry import free_port, launch, stop_process, wait_until_answering  # noqa: E402
 
 CHECK = ROOT / "opt" / "resource" / "check"
 SETUPS = ("plain", "tls", "basic", "bearer", "layout")

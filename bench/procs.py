@@ -22,21 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.concourse import BUILD_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "opt" / "resource"
 GNU_TIME = "/usr/bin/time"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-#: The build metadata Concourse gives in and out (the tests' harness uses it too).
-BUILD_ENV = {
-    "BUILD_ID": "12345678",
-    "BUILD_NAME": "42",
-    "BUILD_JOB_NAME": "build",
-    "BUILD_PIPELINE_NAME": "app",
-    "BUILD_TEAM_NAME": "main",
-    "ATC_EXTERNAL_URL": "https://ci.example.org",
-    "BUILD_URL": "https://ci.example.org/teams/main/pipelines/app/jobs/build/builds/42",
-}
 
 
 class StepFailed(RuntimeError):
