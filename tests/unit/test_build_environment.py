@@ -371,6 +371,31 @@ def test_user_namespace_detection(tmp_path: Path) -> None:
         privileges.refuse_img_in_user_namespace(euid=0, uid_map=concourse)
 
 
+def test_without_namespaces_img_too_is_told_privileged_true(
+    mocker, tmp_path: Path, system_store: SystemStore
+) -> None:
+    """An unprivileged container has a user namespace and no way to make another:
+    the refusal of img there would send the author to buildah, which fails there
+    too; the one fix is `privileged: true`, so the probe speaks first."""
+    mocker.patch("builder_resource.build.privileges.in_user_namespace", return_value=True)
+
+    def no_namespaces(builder: str) -> None:
+        raise BuildError(f"the {builder} builder needs to create namespaces: privileged: true")
+
+    with (
+        pytest.raises(BuildError, match="img builder needs to create namespaces"),
+        prepare_build(
+            source(builder="img"),
+            {},
+            {},
+            probe=no_namespaces,
+            system_store=system_store,
+            builder=Img(),
+        ),
+    ):
+        pass
+
+
 def _can_drop_sys_admin() -> bool:
     if os.geteuid() != 0 or not (shutil.which("setpriv") and shutil.which("unshare")):
         return False

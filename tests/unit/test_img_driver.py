@@ -9,6 +9,7 @@ subcommand, and a failure that names the image.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 from pathlib import Path
@@ -185,14 +186,24 @@ def test_img_is_the_default_where_installed_and_root_is_real_root() -> None:
     assert default_builder_name(installed("buildah"), False) == "buildah"
 
 
-def test_choosing_img_when_it_is_not_installed_says_so(mocker) -> None:
-    mocker.patch("builder_resource.build.builders.refuse_img_in_user_namespace")
+def test_the_default_choice_is_explained_in_one_line(mocker, caplog) -> None:
+    mocker.patch("builder_resource.build.builders.in_user_namespace", return_value=False)
+    with caplog.at_level(logging.INFO, logger="builder_resource.build.builders"):
+        assert choose_builder(None, which=installed("buildah")).name == "buildah"
+        assert choose_builder(None, which=installed("img", "buildah")).name == "img"
+        assert choose_builder("buildah", which=installed("img", "buildah")).name == "buildah"
+    assert [r.getMessage() for r in caplog.records] == [
+        "builder: buildah, as source.builder is unset and img is not installed",
+        "builder: img, as source.builder is unset and installed, and root is real root",
+    ]
+
+
+def test_choosing_img_when_it_is_not_installed_says_so() -> None:
     with pytest.raises(BuildError, match="builder img: img is not installed"):
         choose_builder("img", which=installed("buildah"))
 
 
-def test_choose_img_passes_debug(mocker) -> None:
-    mocker.patch("builder_resource.build.builders.refuse_img_in_user_namespace")
+def test_choose_img_passes_debug() -> None:
     builder = choose_builder("img", debug=True, which=installed("img"))
     assert isinstance(builder, Img) and builder.debug
 
@@ -212,7 +223,7 @@ def test_put_with_img_saves_each_image_with_its_own_call(
     from builder_resource import put
 
     mocker.patch("builder_resource.build.builders.shutil.which", side_effect=installed("img"))
-    mocker.patch("builder_resource.build.builders.refuse_img_in_user_namespace")
+    mocker.patch("builder_resource.build.environment.refuse_img_in_user_namespace")
     mocker.patch("builder_resource.build.environment.require_namespaces")
     context = git_free_context(tmp_path / "put")
     # The build records the environment img would have run in.
@@ -260,7 +271,7 @@ def test_put_with_img_fails_in_one_line_naming_the_image(mocker, tmp_path: Path)
 
     mocker.patch("builder_resource.build.command.subprocess.run", side_effect=FakeImg(returncode=1))
     mocker.patch("builder_resource.build.builders.shutil.which", side_effect=installed("img"))
-    mocker.patch("builder_resource.build.builders.refuse_img_in_user_namespace")
+    mocker.patch("builder_resource.build.environment.refuse_img_in_user_namespace")
     mocker.patch("builder_resource.build.environment.require_namespaces")
     git_free_context(tmp_path / "put")
     payload = {

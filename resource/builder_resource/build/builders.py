@@ -8,6 +8,7 @@ into an archive. Building is the project's Makefile's business, not ours.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -17,7 +18,9 @@ from typing import Protocol
 from ..errors import BuildError
 from .buildah import Buildah
 from .img import Img
-from .privileges import in_user_namespace, refuse_img_in_user_namespace
+from .privileges import in_user_namespace
+
+log = logging.getLogger(__name__)
 
 NAMES = ("img", "buildah")
 
@@ -43,10 +46,21 @@ def default_builder_name(
 ) -> str:
     """img where installed and root is real root; else buildah (img cannot
     build as root in a user namespace, img#273)."""
+    return _default_builder(which, root_in_user_namespace)[0]
+
+
+def _default_builder(
+    which: Callable[[str], str | None] | None, root_in_user_namespace: bool | None
+) -> tuple[str, str]:
+    """The default builder's name, and why, in words for the build log."""
     which = which or shutil.which
     if root_in_user_namespace is None:
         root_in_user_namespace = os.geteuid() == 0 and in_user_namespace()
-    return "img" if which("img") and not root_in_user_namespace else "buildah"
+    if not which("img"):
+        return "buildah", "img is not installed"
+    if root_in_user_namespace:
+        return "buildah", "root is mapped in a user namespace, where img cannot build (img#273)"
+    return "img", "installed, and root is real root"
 
 
 def choose_builder(
@@ -54,13 +68,15 @@ def choose_builder(
     debug: bool = False,
     which: Callable[[str], str | None] | None = None,
 ) -> Builder:
-    """``source.builder``, or the default; an error names a builder that is not
-    installed in this image."""
+    """``source.builder``, or the default (the choice, and why, in one log line);
+    an error names a builder that is not installed in this image."""
     which = which or shutil.which
-    name = requested or default_builder_name(which)
+    name = requested
+    if name is None:
+        name, why = _default_builder(which, None)
+        log.info("builder: %s, as source.builder is unset and %s", name, why)
     builder: Builder
     if name == "img":
-        refuse_img_in_user_namespace()
         builder = Img(debug=debug)
     elif name == "buildah":
         builder = Buildah()

@@ -26,7 +26,7 @@ from ..config import Source
 from .builders import Builder, choose_builder
 from .certificates import SystemStore, trust_extra_cas
 from .credentials import write_docker_config
-from .privileges import require_namespaces
+from .privileges import refuse_img_in_user_namespace, require_namespaces
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,11 @@ def prepare_build(
     ``install_cas``, ``run`` and ``builder`` are for tests: a machine that runs
     them keeps its own CA store."""
     chosen = builder or choose_builder(source.builder, debug=source.debug)
+    # Namespaces first: where none can be made, `privileged: true` is the one fix,
+    # whichever builder was asked for.
     (probe or require_namespaces)(chosen.name)
+    if chosen.name == "img":
+        refuse_img_in_user_namespace()
     workdir = Path(tempfile.mkdtemp(prefix="builder-build-"))
     try:
         cas = trust_extra_cas(
