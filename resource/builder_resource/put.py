@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from . import release as rel
-from .build import git
-from .build.builders import Builder
-from .build.collect import collect
-from .build.command import run_build_command
-from .build.environment import prepare_build
+from .building import git
+from .building.builders import Builder
+from .building.collect import collect
+from .building.command import run_build_command
+from .building.environment import prepare_build
 from .config import OutRequest, PutParams, Tag, parse_request
 from .errors import ConfigError, StoreError
 from .oci.manifest import image_config_summary

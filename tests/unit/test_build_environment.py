@@ -20,17 +20,17 @@ from pathlib import Path
 
 import pytest
 
-from builder_resource.build import privileges
-from builder_resource.build.buildah import Buildah
-from builder_resource.build.certificates import (
+from builder_resource.building import privileges
+from builder_resource.building.buildah import Buildah
+from builder_resource.building.certificates import (
     SystemStore,
     install_into_system_store,
     trust_extra_cas,
     wants_system_install,
 )
-from builder_resource.build.credentials import auth_key, docker_config
-from builder_resource.build.environment import prepare_build
-from builder_resource.build.img import Img
+from builder_resource.building.credentials import auth_key, docker_config
+from builder_resource.building.environment import prepare_build
+from builder_resource.building.img import Img
 from builder_resource.certificates import trusted_certificates
 from builder_resource.config import RegistryCredential, Source
 from builder_resource.errors import BuildError, ConfigError
@@ -377,7 +377,7 @@ def test_without_namespaces_img_too_is_told_privileged_true(
     """An unprivileged container has a user namespace and no way to make another:
     the refusal of img there would send the author to buildah, which fails there
     too; the one fix is `privileged: true`, so the probe speaks first."""
-    mocker.patch("builder_resource.build.privileges.in_user_namespace", return_value=True)
+    mocker.patch("builder_resource.building.privileges.in_user_namespace", return_value=True)
 
     def no_namespaces(builder: str) -> None:
         raise BuildError(f"the {builder} builder needs to create namespaces: privileged: true")
@@ -409,7 +409,7 @@ def test_real_probe_without_cap_sys_admin_names_privileged() -> None:
     without CAP_SYS_ADMIN, so unshare(CLONE_NEWNS) fails as it does under
     Concourse's unprivileged seccomp profile."""
     code = (
-        "from builder_resource.build.privileges import require_namespaces\n"
+        "from builder_resource.building.privileges import require_namespaces\n"
         "from builder_resource.errors import BuildError\n"
         "try:\n    require_namespaces('buildah')\nexcept BuildError as e:\n    print(e)\n"
         "else:\n    print('passed')\n"
@@ -436,7 +436,7 @@ def test_real_probe_without_cap_sys_admin_names_privileged() -> None:
 
 def test_put_asks_the_probe_before_anything_else(mocker, system_store: SystemStore) -> None:
     probe = mocker.patch(
-        "builder_resource.build.environment.require_namespaces",
+        "builder_resource.building.environment.require_namespaces",
         side_effect=BuildError("no namespaces"),
     )
     mkdtemp = mocker.spy(tempfile, "mkdtemp")

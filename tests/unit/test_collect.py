@@ -8,7 +8,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from builder_resource.build.collect import collect, image_name
+from builder_resource.building.collect import collect, image_name
 from fixtures.archives import layer_tar, write_oci_archive
 
 

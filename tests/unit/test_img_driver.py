@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from builder_resource.build import img as img_module
-from builder_resource.build.builders import choose_builder, default_builder_name
-from builder_resource.build.img import Img, default_state_dir
+from builder_resource.building import img as img_module
+from builder_resource.building.builders import choose_builder, default_builder_name
+from builder_resource.building.img import Img, default_state_dir
 from builder_resource.errors import BuildError
 
 REF = "localhost/app:1"
@@ -52,7 +52,7 @@ class FakeImg:
 @pytest.fixture
 def fake_img(mocker) -> FakeImg:
     fake = FakeImg()
-    mocker.patch("builder_resource.build.command.subprocess.run", side_effect=fake)
+    mocker.patch("builder_resource.building.command.subprocess.run", side_effect=fake)
     return fake
 
 
@@ -103,7 +103,7 @@ def test_debug_flag_goes_after_the_subcommand() -> None:
 
 def test_failure_names_the_image_and_the_exit_status(mocker, tmp_path: Path) -> None:
     fake = FakeImg(returncode=1)
-    mocker.patch("builder_resource.build.command.subprocess.run", side_effect=fake)
+    mocker.patch("builder_resource.building.command.subprocess.run", side_effect=fake)
     with pytest.raises(BuildError) as raised:
         Img().save_image(REF, tmp_path / "app.tar", {"XDG_DATA_HOME": "/s"})
     message = str(raised.value)
@@ -114,14 +114,14 @@ def test_failure_names_the_image_and_the_exit_status(mocker, tmp_path: Path) -> 
 
 
 def test_success_without_an_archive_is_an_error(mocker, tmp_path: Path) -> None:
-    mocker.patch("builder_resource.build.command.subprocess.run", side_effect=FakeImg(write=False))
+    mocker.patch("builder_resource.building.command.subprocess.run", side_effect=FakeImg(write=False))
     with pytest.raises(BuildError, match=f"saving image {REF}: img wrote no"):
         Img().save_image(REF, tmp_path / "app.tar", {"XDG_DATA_HOME": "/s"})
 
 
 def test_img_missing_is_an_error_naming_the_image(mocker, tmp_path: Path) -> None:
     mocker.patch(
-        "builder_resource.build.command.subprocess.run",
+        "builder_resource.building.command.subprocess.run",
         side_effect=FileNotFoundError(2, "No such file or directory", "img"),
     )
     with pytest.raises(BuildError, match=f"saving image {REF}: could not run img"):
@@ -187,8 +187,8 @@ def test_img_is_the_default_where_installed_and_root_is_real_root() -> None:
 
 
 def test_the_default_choice_is_explained_in_one_line(mocker, caplog) -> None:
-    mocker.patch("builder_resource.build.builders.in_user_namespace", return_value=False)
-    with caplog.at_level(logging.INFO, logger="builder_resource.build.builders"):
+    mocker.patch("builder_resource.building.builders.in_user_namespace", return_value=False)
+    with caplog.at_level(logging.INFO, logger="builder_resource.building.builders"):
         assert choose_builder(None, which=installed("buildah")).name == "buildah"
         assert choose_builder(None, which=installed("img", "buildah")).name == "img"
         assert choose_builder("buildah", which=installed("img", "buildah")).name == "buildah"
@@ -222,9 +222,9 @@ def test_put_with_img_saves_each_image_with_its_own_call(
 ) -> None:
     from builder_resource import put
 
-    mocker.patch("builder_resource.build.builders.shutil.which", side_effect=installed("img"))
-    mocker.patch("builder_resource.build.environment.refuse_img_in_user_namespace")
-    mocker.patch("builder_resource.build.environment.require_namespaces")
+    mocker.patch("builder_resource.building.builders.shutil.which", side_effect=installed("img"))
+    mocker.patch("builder_resource.building.environment.refuse_img_in_user_namespace")
+    mocker.patch("builder_resource.building.environment.require_namespaces")
     context = git_free_context(tmp_path / "put")
     # The build records the environment img would have run in.
     command = "mkdir -p release && env > release/build.env"
@@ -269,10 +269,10 @@ def test_put_with_img_saves_each_image_with_its_own_call(
 def test_put_with_img_fails_in_one_line_naming_the_image(mocker, tmp_path: Path) -> None:
     from builder_resource import put
 
-    mocker.patch("builder_resource.build.command.subprocess.run", side_effect=FakeImg(returncode=1))
-    mocker.patch("builder_resource.build.builders.shutil.which", side_effect=installed("img"))
-    mocker.patch("builder_resource.build.environment.refuse_img_in_user_namespace")
-    mocker.patch("builder_resource.build.environment.require_namespaces")
+    mocker.patch("builder_resource.building.command.subprocess.run", side_effect=FakeImg(returncode=1))
+    mocker.patch("builder_resource.building.builders.shutil.which", side_effect=installed("img"))
+    mocker.patch("builder_resource.building.environment.refuse_img_in_user_namespace")
+    mocker.patch("builder_resource.building.environment.require_namespaces")
     git_free_context(tmp_path / "put")
     payload = {
         "source": {

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from builder_resource.build.git import strip_credentials
+from builder_resource.building.git import strip_credentials
 from builder_resource.versions import SEMVER_PATTERN, default_tag, order_tags, parse_semver
 
 
