@@ -25,9 +25,14 @@ DOCKER ?= $(shell if docker info >/dev/null 2>&1; then echo docker; \
 IMAGE ?= localhost/concourse-builder-img
 IMAGE_TAG ?= dev
 ARCHIVE := $(CURDIR)/release/concourse-builder-img.tar
-# spruce's checksum is not pinned in the Dockerfile yet: pass it (see Dockerfile).
-SPRUCE_SHA256 ?=
-IMAGE_BUILD_ARGS = $(if $(SPRUCE_SHA256),--build-arg SPRUCE_SHA256=$(SPRUCE_SHA256))
+# The Dockerfile's build arguments, passed on where set (the offline build sets them:
+# tests/image/build_image.sh), and BUILD_CA, a PEM file handed to the build as the
+# BuildKit secret `ca` (docker and buildah; img v0.5.11 has no --secret).
+IMAGE_ARG_NAMES := DEBIAN_IMAGE GO_IMAGE IMG_URL IMG_SHA256 SPRUCE_FROM SPRUCE_URL SPRUCE_SHA256
+BUILD_CA ?=
+IMAGE_BUILD_ARGS = $(foreach a,$(IMAGE_ARG_NAMES),$(if $($(a)),--build-arg $(a)=$($(a))))
+IMAGE_SECRET = $(if $(BUILD_CA),--secret id=ca$(comma)src=$(BUILD_CA))
+comma := ,
 
 RELEASE_STORE ?= $(CURDIR)/.release-store
 RELEASE_COMMAND ?= make image-archive
@@ -74,10 +79,11 @@ clean:
 # $(call build_image,STAGE,REF): one Dockerfile stage, with whichever builder.
 define build_image
 case "$(DOCKER)" in \
-  docker) docker build --target $(1) $(IMAGE_BUILD_ARGS) -t $(2) . ;; \
+  docker) DOCKER_BUILDKIT=1 docker build --target $(1) $(IMAGE_BUILD_ARGS) $(IMAGE_SECRET) -t $(2) . ;; \
   img) img build --target $(1) $(IMAGE_BUILD_ARGS) -t $(2) . ;; \
   buildah) STORAGE_DRIVER=$${STORAGE_DRIVER:-vfs} buildah build --layers \
-      --isolation $${BUILDAH_ISOLATION:-chroot} --target $(1) $(IMAGE_BUILD_ARGS) -t $(2) . ;; \
+      --isolation $${BUILDAH_ISOLATION:-chroot} --target $(1) $(IMAGE_BUILD_ARGS) $(IMAGE_SECRET) \
+      -t $(2) . ;; \
   *) echo "no image builder: start a docker daemon, or install img or buildah" >&2; exit 1 ;; \
 esac
 endef
@@ -112,8 +118,7 @@ release: deps
 fly-execute:
 	$(FLY) -t $(FLY_TARGET) execute -c ci/build.yml -i src=. --privileged \
 	  -o release=$(CURDIR)/release \
-	  -v task_image=$(TASK_IMAGE) -v task_image_tag=$(TASK_IMAGE_TAG) \
-	  -v spruce_sha256=$(SPRUCE_SHA256)
+	  -v task_image=$(TASK_IMAGE) -v task_image_tag=$(TASK_IMAGE_TAG)
 
 # Benchmarks against skopeo and umoci on this machine (issue 6; see README
 # "Performance"): make bench BENCH_ARGS='--pairs 5 --size-mib 200 --only put,check'.
