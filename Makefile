@@ -3,6 +3,10 @@
 #                       else img, else buildah with vfs and chroot isolation)
 #   make image-archive  the same, saved as release/concourse-builder-img.tar
 #   make image-test     build the Dockerfile's test stage (runs the unit tests)
+#   make image-ci       what CI proves of the image, offline: build it through its own
+#                       put (debootstrap base, stand-in downloads from 127.0.0.1), its
+#                       test stage, then put/check/get inside it in Concourse-shaped
+#                       runc containers (full, fuse-only, unprivileged)
 #   make release        the resource builds its own image through its own put
 #                       (opt/resource/out, command `make image-archive`) into the
 #                       local store .release-store/: it eats its own cooking
@@ -26,7 +30,7 @@ IMAGE ?= localhost/concourse-builder-img
 IMAGE_TAG ?= dev
 ARCHIVE := $(CURDIR)/release/concourse-builder-img.tar
 # The Dockerfile's build arguments, passed on where set (the offline build sets them:
-# tests/image/build_image.sh), and BUILD_CA, a PEM file handed to the build as the
+# tests/resource_image/build_image.sh), and BUILD_CA, a PEM file handed to the build as the
 # BuildKit secret `ca` (docker and buildah; img v0.5.11 has no --secret).
 IMAGE_ARG_NAMES := DEBIAN_IMAGE GO_IMAGE IMG_URL IMG_SHA256 SPRUCE_FROM SPRUCE_URL SPRUCE_SHA256
 BUILD_CA ?=
@@ -45,7 +49,7 @@ TASK_IMAGE ?= example.org/concourse-builder-img
 TASK_IMAGE_TAG ?= 1
 
 .PHONY: deps deb-deps py-deps test lint demo clean
-.PHONY: image image-archive image-test release fly-execute
+.PHONY: image image-archive image-test image-ci release fly-execute
 
 deps: deb-deps py-deps
 
@@ -104,6 +108,11 @@ image-archive:
 	  buildah) STORAGE_DRIVER=$${STORAGE_DRIVER:-vfs} buildah push --quiet \
 	      $(IMAGE):$(IMAGE_TAG) docker-archive:$(ARCHIVE):$(IMAGE):$(IMAGE_TAG) ;; \
 	esac
+
+image-ci:
+	$(MAKE) deb-deps DEB_PACKAGES="$(DEB_PACKAGES) debootstrap runc curl"
+	bash tests/resource_image/build_image.sh
+	BUILDER_IMAGE_REQUIRED=1 $(PYTHON) -m pytest -q -m image tests/resource_image
 
 # The resource's own put, as Concourse would run it, on this checkout.
 release: deps

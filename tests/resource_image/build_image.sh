@@ -7,7 +7,7 @@
 #   3. `make release`: opt/resource/out builds the image (`make image-archive`) and
 #      publishes it into the local store .release-store/;
 #   4. `make image-test`: the Dockerfile's test stage (the unit tests, in the image).
-# Then tests/image/ runs put, check and get inside the published image.
+# Then tests/resource_image/ runs put, check and get inside the published image.
 #
 # BUILD_CA (default: this machine's CA bundle, where one exists) is handed to the
 # build as the BuildKit secret `ca`, for pip behind a TLS-intercepting proxy.
