@@ -23,8 +23,8 @@
 #
 # amd64 only: img's checksum below is that of its linux-amd64 binary.
 
-ARG DEBIAN_IMAGE=debian:bookworm-slim
-ARG GO_IMAGE=golang:1.23-bookworm
+ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
+ARG GO_IMAGE=docker.io/library/golang:1.23-bookworm
 # source: build spruce with Go (the default); download: SPRUCE_URL, which SPRUCE_SHA256
 # must then verify.
 ARG SPRUCE_FROM=source
@@ -85,12 +85,13 @@ FROM ${DEBIAN_IMAGE} AS venv
 RUN --mount=type=secret,id=ca --mount=type=bind,source=image/with-build-ca,target=/run/with-build-ca \
     /run/with-build-ca sh -c 'apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates python3 python3-venv \
+      binutils ca-certificates python3 python3-venv \
  && apt-get clean && rm -rf /var/lib/apt/lists/*'
 
 # A virtualenv of its own: the resource's Python dependencies stay out of the
-# python3 that the pipeline's build command sees. pip and setuptools only install it:
-# they leave with the stage's end.
+# python3 that the pipeline's build command sees. pip and setuptools only install it,
+# and leave; the wheels' C extensions lose their debug symbols (zstandard's two are
+# 12 MB each with them).
 COPY pyproject.toml /src/
 COPY resource /src/resource
 RUN --mount=type=secret,id=ca --mount=type=bind,source=image/with-build-ca,target=/run/with-build-ca \
@@ -99,6 +100,7 @@ RUN --mount=type=secret,id=ca --mount=type=bind,source=image/with-build-ca,targe
     /run/with-build-ca /opt/builder-resource/bin/pip install --no-cache-dir \
       --disable-pip-version-check -c /src/resource/constraints.txt /src; \
     /opt/builder-resource/bin/pip uninstall -y -q pip setuptools; \
+    find /opt/builder-resource -name '*.so' -exec strip --strip-unneeded {} +; \
     rm -f /opt/builder-resource/bin/activate* /opt/builder-resource/bin/Activate.ps1; \
     find /opt/builder-resource -name __pycache__ -prune -exec rm -rf {} +; \
     /opt/builder-resource/bin/python3 -c "import builder_resource.cli"
