@@ -10,23 +10,21 @@ client and falls back to :func:`run` for anything else. Both choose versions wit
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (check's path)
-if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 #: (tag, digest) of the version Concourse last saw.
 Cursor = tuple[str, str]
 
 
 def run(payload: Any, env: dict[str, str]) -> list[dict[str, str]]:
-    # Imported here: the fast path imports this module and must not pay for them.
+    # Imported here: the fast path imports this module and must not pay for pydantic.
     from .config import CheckRequest, parse_request
-    from .stores import store_for
+    from .store import open_store
     from .versions import order_tags
 
     request = parse_request(CheckRequest, payload)
-    store = store_for(request.source, env)
+    store = open_store(**request.source.store_settings(), env=env)
     tags = order_tags(store.list_tags(), request.source.tag_regex)
     version = request.version
     cursor = None if version is None else (version.tag, version.digest)

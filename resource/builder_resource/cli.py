@@ -26,7 +26,12 @@ def main(argv: list[str]) -> int:
     step = argv[0]
     debug = False
     try:
-        payload = _read_stdin()
+        text = sys.stdin.read()
+        if step == "check" and (versions := _fast_check(text)) is not None:
+            sys.stdout.write(json.dumps(versions) + "\n")
+            sys.stdout.flush()
+            return 0
+        payload = _parse(text)
         debug = _wants_debug(payload)
         _configure_logging(debug)
         result = _dispatch(step, argv[1:], payload)
@@ -64,10 +69,28 @@ def _dispatch(step: str, args: list[str], payload: Any) -> Any:
     return run(payload, directory, env)
 
 
-def _read_stdin() -> Any:
+def _fast_check(text: str) -> list[dict[str, str]] | None:
+    """check's common case (``fastcheck.py``), or None when the full path must
+    answer. ``BUILDER_RESOURCE_CHECK_TRACE=1`` writes one line saying which ran."""
+    from .fastcheck import answer
+
+    trace = os.environ.get("BUILDER_RESOURCE_CHECK_TRACE") == "1"
+    try:
+        versions, lines, how = answer(text, os.environ)
+    except Exception as e:  # noqa: BLE001 - whatever it was, the full path decides
+        if trace:
+            sys.stderr.write(f"check: full path ({type(e).__name__}: {e})\n")
+        return None
+    for line in lines:
+        sys.stderr.write(line + "\n")
+    if trace:
+        sys.stderr.write(f"check: fast path ({how})\n")
+    return versions
+
+
+def _parse(text: str) -> Any:
     from .errors import ConfigError
 
-    text = sys.stdin.read()
     if not text.strip():
         raise ConfigError("request: stdin is empty (expected a JSON object)")
     try:

@@ -23,8 +23,8 @@ from pydantic import (
 )
 
 from .errors import ConfigError
-from .versions import DIGEST_PATTERN as DIGEST
-from .versions import TAG_PATTERN as TAG  # a tag as the distribution spec allows it
+from .oci.references import DIGEST_PATTERN as DIGEST
+from .oci.references import TAG_PATTERN as TAG
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -82,6 +82,16 @@ class Source(Model):
     @property
     def is_local(self) -> bool:
         return self.repository.startswith(("/", "file://"))
+
+    def store_settings(self) -> dict[str, Any]:
+        """The plain values :func:`~.store.open_store` takes."""
+        return {
+            "repository": self.repository,
+            "username": self.username,
+            "password": self.password.get_secret_value() if self.password else None,
+            "insecure": self.insecure,
+            "ca_certs": list(self.ca_certs),
+        }
 
 
 class Version(Model):

@@ -1,51 +1,46 @@
-"""The process entry of ``opt/resource/check``: the common check, cheaply.
+"""check's common case, cheaply: Concourse runs check every minute in a container
+it reuses, so a check should cost little more than starting the interpreter.
 
-Concourse runs check every minute in a container it reuses, so a check should cost
-little more than starting the interpreter. This path answers the ordinary case
-without importing pydantic or requests; anything else goes to the full path
-(``cli.main`` → ``check.run``), so answers and error messages stay those of the
-full path, which is the contract:
+:func:`answer` serves the ordinary request without importing pydantic or
+requests; for anything else it raises, and ``cli`` runs the full path
+(``check.run``), whose answers and error messages are the contract:
 
 - **Validation**: the pydantic models stay the only judge of a source. The first
   check of a source validates it with them and remembers the verdict in the
   container (:class:`Cache`, keyed by a hash of the source with its passwords
   blanked out); later checks of the same source skip pydantic. A version is
-  checked against the same patterns the ``Version`` model uses. An invalid or
-  unknown request always goes to the full path, which reports it.
-- **Reads**: ``store/light.py`` lists tags and resolves digests over a minimal
-  HTTP/1.1 client (or reads ``index.json``), remembering the registry's scheme and
-  auth challenge, and Bearer tokens until they expire. Any surprise raises
-  ``Unsure``: the cache entries of that registry are dropped and the full path
-  runs from the start.
+  checked against the same patterns the ``Version`` model uses.
+- **Reads**: the same store and registry client as the full path, on the lean
+  transport (``store/stdlib_transport.py``), with the cache as its memo of the
+  registry's scheme, auth challenge and Bearer tokens. Where the lean transport
+  declines, the memo of that registry is dropped and the full path runs.
 - **Choice**: :func:`check.select_versions` and :func:`versions.order_tags`, shared
   with the full path.
 
-``BUILDER_RESOURCE_FAST_CHECK=0`` always takes the full path;
-``BUILDER_RESOURCE_CHECK_TRACE=1`` writes one line to stderr saying which path ran.
+``BUILDER_RESOURCE_FAST_CHECK=0`` always takes the full path.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import logging
 import os
-import sys
+import stat
+from collections.abc import Mapping
+from typing import Any
 
-from . import collector
-from .store.light import Unsure, json_dumps, json_loads
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (check's path)
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from typing import Any
-
-    from .store.light import LightLayout, LightRegistry
+from .check import select_versions
+from .oci.references import is_digest, is_tag
+from .store import open_store
+from .versions import order_tags
 
 #: Bump when the meaning of a cache entry changes.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 #: Source keys whose string values are secrets: blanked out before hashing.
 SECRET_KEYS = ("password",)
 BLANK = "\0secret"
-#: certificates.LOCAL_CA_VARIABLE (a unit test keeps them equal).
-LOCAL_CA_VARIABLE = "LOCAL_CA_CERTIFICATE"
 #: Keys of a check request (``CheckRequest``'s fields).
 REQUEST_KEYS = frozenset({"source", "version"})
 
@@ -54,44 +49,15 @@ class Fallback(Exception):
     """Take the full path."""
 
 
-def main() -> None:
-    """Read the request, answer it, exit. Stdout carries exactly one JSON value."""
-    collector.pace()  # a first check, or the full path, imports pydantic
-    text = sys.stdin.read()
-    env = os.environ
-    trace = env.get("BUILDER_RESOURCE_CHECK_TRACE") == "1"
-    try:
-        versions, notes, how = attempt(text, env)
-    except Exception as e:  # noqa: BLE001 - whatever it was, the full path decides
-        if trace:
-            sys.stderr.write(f"check: full path ({type(e).__name__}: {e})\n")
-        code = full_path(text, sys.argv[1:])
-        collector.freeze_before_exit()
-        sys.exit(code)
-    for line in notes:
-        sys.stderr.write(line + "\n")
-    if trace:
-        sys.stderr.write(f"check: fast path ({how})\n")
-    sys.stdout.write(json_dumps(versions) + "\n")
-    sys.stdout.flush()
-    collector.freeze_before_exit()
-
-
-def full_path(text: str, args: list[str]) -> int:
-    """``cli.main`` on the same stdin: the reference behaviour, errors included."""
-    import io
-
-    from .cli import main as cli_main
-
-    sys.stdin = io.StringIO(text)
-    return cli_main(["check", *args])
-
-
-def attempt(text: str, env: Mapping[str, str]) -> tuple[list[dict[str, str]], list[str], str]:
-    """(versions, log lines, how) for the ordinary case; raises for anything else."""
+def answer(text: str, env: Mapping[str, str]) -> tuple[list[dict[str, str]], list[str], str]:
+    """(versions, log lines, how it went) for the ordinary case; raises for anything
+    else. The log lines are what the full path would have logged."""
     if env.get("BUILDER_RESOURCE_FAST_CHECK") == "0":
         raise Fallback("BUILDER_RESOURCE_FAST_CHECK=0")
-    payload = json_loads(text)
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        raise Fallback("not JSON") from None
     if not isinstance(payload, dict) or not REQUEST_KEYS.issuperset(payload):
         raise Fallback("request shape")
     source = payload.get("source")
@@ -112,64 +78,51 @@ def attempt(text: str, env: Mapping[str, str]) -> tuple[list[dict[str, str]], li
     assert settings is not None
     username, password, ca_certs = _credentials(source)
 
-    from .check import select_versions
-    from .versions import order_tags
-
-    trusted = trusted_pems(ca_certs, env, cache)
-    store = _light_store(settings, username, password, trusted, env, cache)
-    try:
-        tags = order_tags(store.list_tags(), settings["tag_regex"])
-        versions = select_versions(tags, cursor, store.resolve_tag)
-    except BaseException:
-        store.forget()
-        raise
-    finally:
-        store.close()
-    how += [f"{k}: {v}" for k, v in sorted(store.trace.items())]
-    return versions, store.notes, ", ".join(how)
-
-
-def _light_store(
-    settings: dict[str, Any],
-    username: str | None,
-    password: str | None,
-    ca_certs: list[str],
-    env: Mapping[str, str],
-    cache: Cache | None,
-) -> LightRegistry | LightLayout:
-    from .store.light import LightLayout, LightRegistry
-
-    if settings["local"]:
-        return LightLayout(settings["repository"])
-    return LightRegistry(
-        settings["repository"],
-        username=username,
-        password=password,
-        insecure=settings["insecure"],
-        ca_certs=ca_certs,
-        env=env,
-        memo=cache,
-        parsed=(settings["registry"], settings["name"]),
-    )
+    with _captured_log() as lines:
+        store = open_store(
+            settings["repository"],
+            username=username,
+            password=password,
+            insecure=settings["insecure"],
+            ca_certs=ca_certs,
+            env=env,
+            lean=True,
+            hand_over=False,
+            memo=cache,
+        )
+        try:
+            tags = order_tags(store.list_tags(), settings["tag_regex"])
+            versions = select_versions(tags, cursor, store.resolve_tag)
+        except BaseException:
+            forget = getattr(store, "forget", None)
+            if forget is not None:
+                forget()
+            raise
+        finally:
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
+    how += [f"{kind}: {way}" for kind, way in sorted(cache.used.items()) if kind != "source"]
+    return versions, lines, ", ".join(how)
 
 
-def trusted_pems(ca_certs: list[str], env: Mapping[str, str], cache: Cache) -> list[str]:
-    """``certificates.trusted_certificates(ca_certs, env)``, remembered: its answer
-    depends on nothing else, and computing it loads ``re`` and ``base64``. CA
-    certificates are public; the entry holds them and nothing more."""
-    local = env.get(LOCAL_CA_VARIABLE, "")
-    if not ca_certs and not local.strip():
-        return []
-    material = f"{_stamp(('certificates.py',))}\n{json_dumps([ca_certs, local])}"
-    remembered = cache.load("trust", material)
-    pems = remembered.get("pems") if remembered else None
-    if isinstance(pems, list) and all(type(p) is str for p in pems):
-        return pems
-    from .certificates import trusted_certificates
+class _captured_log:  # noqa: N801 - used as a context manager, like a function
+    """The package's log lines, kept (not written) while the fast path runs: they
+    are written only if it succeeds, so that a fallback does not log them twice."""
 
-    pems = trusted_certificates(ca_certs, env)
-    cache.store("trust", material, {"pems": pems})
-    return pems
+    def __enter__(self) -> list[str]:
+        self.lines: list[str] = []
+        self.handler = logging.Handler(logging.INFO)
+        self.handler.emit = lambda record: self.lines.append(record.getMessage())  # type: ignore[method-assign]
+        self.logger = logging.getLogger("builder_resource")
+        self.level = self.logger.level
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(logging.INFO)
+        return self.lines
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.level)
 
 
 # -- the request ------------------------------------------------------------------------
@@ -180,8 +133,6 @@ def plain_version(value: Any) -> tuple[str, str] | None:
     ``Version`` model accepts as it is (the same patterns); else Fallback."""
     if value is None:
         return None
-    from .versions import is_digest, is_tag
-
     if (
         type(value) is dict
         and value.keys() == {"tag", "digest"}
@@ -196,22 +147,16 @@ def plain_version(value: Any) -> tuple[str, str] | None:
 
 def validated_settings(payload: dict[str, Any]) -> dict[str, Any]:
     """Validate with the pydantic models (the contract); the non-secret settings
-    check needs, as the models normalised them, and the registry's host and name
-    as ``parse_repository`` reads them (a check need not load ``re`` again)."""
+    check needs, as the models normalised them."""
     from .config import CheckRequest, parse_request
-    from .store.wire import parse_repository
 
     source = parse_request(CheckRequest, payload).source
-    settings = {
+    return {
         "format": CACHE_FORMAT,
         "repository": source.repository,
         "insecure": source.insecure,
         "tag_regex": source.tag_regex,
-        "local": source.is_local,
     }
-    if not source.is_local:
-        settings["registry"], settings["name"] = parse_repository(source.repository)
-    return settings
 
 
 def _usable(settings: dict[str, Any] | None) -> bool:
@@ -220,12 +165,7 @@ def _usable(settings: dict[str, Any] | None) -> bool:
         and settings.get("format") == CACHE_FORMAT
         and isinstance(settings.get("repository"), str)
         and type(settings.get("insecure")) is bool
-        and type(settings.get("local")) is bool
         and (settings.get("tag_regex") is None or isinstance(settings["tag_regex"], str))
-        and (
-            settings["local"]
-            or (isinstance(settings.get("registry"), str) and isinstance(settings.get("name"), str))
-        )
     )
 
 
@@ -256,7 +196,7 @@ def source_material(source: dict[str, Any]) -> str:
     registries = blanked.get("registries")
     if isinstance(registries, list):
         blanked["registries"] = [_blank_password(r) for r in registries]
-    canonical = json_dumps(blanked, sort_keys=True, compact=True)
+    canonical = json.dumps(blanked, sort_keys=True, separators=(",", ":"))
     return f"{_stamp(JUDGES)}\n{canonical}"
 
 
@@ -266,8 +206,8 @@ def _blank_password(item: Any) -> Any:
     return item
 
 
-#: The code whose verdicts the cache keeps: the models, and ``parse_repository``.
-JUDGES = ("config.py", "store/wire.py")
+#: The code whose verdicts the cache keeps: the models.
+JUDGES = ("config.py",)
 
 
 def _stamp(judges: tuple[str, ...]) -> str:
@@ -299,6 +239,8 @@ class Cache:
     def __init__(self, directory: str) -> None:
         self.directory = directory
         self._ready: bool | None = None
+        #: What each kind of entry gave: "memo" (found) or "fetched" (stored anew).
+        self.used: dict[str, str] = {}
 
     @classmethod
     def for_env(cls, env: Mapping[str, str]) -> Cache:
@@ -316,14 +258,18 @@ class Cache:
             info = os.fstat(fd)
             if info.st_uid != os.geteuid() or info.st_mode & 0o077 or info.st_size > 1 << 20:
                 return None
-            data = json_loads(os.read(fd, info.st_size + 1))
-        except (OSError, Unsure):
+            data = json.loads(os.read(fd, info.st_size + 1))
+        except (OSError, ValueError):
             return None
         finally:
             os.close(fd)
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            return None
+        self.used[kind] = "memo"
+        return data
 
     def store(self, kind: str, material: str, value: dict[str, Any]) -> None:
+        self.used[kind] = "fetched"
         if not self._usable(create=True):
             return
         path = self._path(kind, material)
@@ -335,7 +281,7 @@ class Cache:
                 0o600,
             )
             try:
-                os.write(fd, json_dumps(value).encode())
+                os.write(fd, json.dumps(value).encode())
             finally:
                 os.close(fd)
             os.replace(temporary, path)
@@ -347,7 +293,7 @@ class Cache:
             _unlink(self._path(kind, material))
 
     def _path(self, kind: str, material: str) -> str:
-        digest = _sha256(f"{CACHE_FORMAT}\n{kind}\n{material}".encode()).hexdigest()
+        digest = hashlib.sha256(f"{CACHE_FORMAT}\n{kind}\n{material}".encode()).hexdigest()
         return os.path.join(self.directory, f"{kind}-{digest}.json")
 
     def _usable(self, create: bool) -> bool:
@@ -356,8 +302,6 @@ class Cache:
         return self._ready
 
     def _check(self, create: bool) -> bool:
-        import stat
-
         try:
             info = os.lstat(self.directory)
         except FileNotFoundError:
@@ -376,20 +320,5 @@ class Cache:
 
 
 def _unlink(path: str) -> None:
-    try:  # noqa: SIM105 - contextlib.suppress would cost an import here
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
-
-
-def _sha256(data: bytes) -> Any:
-    """hashlib.sha256, from the builtin module when there is one: loading hashlib's
-    OpenSSL binding costs milliseconds that check does not otherwise spend."""
-    try:
-        from _sha256 import sha256  # Python 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256  # Python 3.12+
-        except ImportError:
-            from hashlib import sha256
-    return sha256(data)

@@ -26,10 +26,9 @@ from .oci.descriptor import Descriptor
 from .oci.manifest import ImageManifest, image_config_summary
 from .oci.rootfs import apply_layers
 from .release import FILES_ROOT, StoredImage, StoredRelease, decode
-from .store import Store
+from .store import Store, open_store
 from .store.progress import human
 from .store.transfer import Filling, ReusingStore, fetch_in_background
-from .stores import store_for
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 def run(payload: Any, destination: Path, env: dict[str, str]) -> dict[str, Any]:
     request = parse_request(InRequest, payload)
     version, params = request.version, request.params
-    store = store_for(request.source, env)
+    store = open_store(**request.source.store_settings(), env=env)
     try:
         raw, _ = store.get_manifest(version.digest)
     except NotFoundError:

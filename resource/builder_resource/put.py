@@ -19,8 +19,7 @@ from .errors import ConfigError, StoreError
 from .oci.manifest import image_config_summary
 from .oci.prepare import prepare_image
 from .publish import publish
-from .store import Store
-from .stores import store_for
+from .store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +39,9 @@ def run(payload: Any, sources: Path, env: dict[str, str]) -> dict[str, Any]:
     now = datetime.now(UTC)
     revision = git.revision(context)
     tag = _tag(sources, params, now, revision)
-    # Light client first: a put whose blobs are all there already need not import
-    # requests (see store/light_first.py).
-    store = store_for(source, env, light_first=True)
+    # The lean transport first: a put whose blobs are all there already need not
+    # import requests.
+    store = open_store(**source.store_settings(), env=env, lean=True)
     _refuse_existing(store, tag)
 
     with prepare_build(source, {**source.env, **params.env}, env) as (builder, build_env):

@@ -14,9 +14,8 @@ import pytest
 
 from builder_resource.fastcheck import Cache
 from builder_resource.oci.media_types import OCI_INDEX
-from builder_resource.store.http import RetryPolicy
 from builder_resource.store.layout import LayoutStore
-from builder_resource.store.registry import RegistryStore
+from builder_resource.store.registry import RegistryStore, RetryPolicy
 from fixtures.concourse import Concourse, StepResult
 from fixtures.registry import Registry
 

@@ -13,8 +13,7 @@ from builder_resource.certificates import trusted_certificates
 from builder_resource.errors import StoreError
 from builder_resource.oci.blobs import BytesBlob
 from builder_resource.oci.media_types import OCI_INDEX
-from builder_resource.store.http import RetryPolicy
-from builder_resource.store.registry import RegistryStore
+from builder_resource.store.registry import RegistryStore, RetryPolicy
 from builder_resource.store.transfer import parallel_push
 from fixtures.registry import PASSWORD, USER
 from fixtures.registry_content import make_version
@@ -74,10 +73,11 @@ def test_tls_without_the_ca_fails_clearly(tls_registry, repo_name):
     assert "ca_certs or LOCAL_CA_CERTIFICATE" in message
 
 
-def test_tls_insecure_skips_verification(tls_registry, repo_name):
+def test_tls_insecure_skips_verification(tls_registry, repo_name, caplog):
+    caplog.set_level(logging.INFO, logger="builder_resource")
     with RegistryStore(tls_registry.repository(repo_name), insecure=True, policy=FAST) as store:
         round_trip(store, "insecure-tls")
-        assert store._base.startswith("https://")  # no fall back to plain HTTP
+    assert "plain HTTP" not in caplog.text  # no fall back to plain HTTP
 
 
 # -- Basic -----------------------------------------------------------------------

@@ -12,8 +12,7 @@ import pytest
 from builder_resource.errors import StoreError
 from builder_resource.oci.blobs import BytesBlob
 from builder_resource.oci.media_types import OCI_INDEX
-from builder_resource.store.http import RetryPolicy
-from builder_resource.store.registry import RegistryStore
+from builder_resource.store.registry import RegistryStore, RetryPolicy
 from fixtures.http_fakes import FakeRegistry, Fault
 from fixtures.registry_content import make_version
 

@@ -11,8 +11,7 @@ import pytest
 
 from builder_resource.oci.digest import sha256_digest
 from builder_resource.oci.media_types import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
-from builder_resource.store.http import RetryPolicy
-from builder_resource.store.registry import RegistryStore
+from builder_resource.store.registry import RegistryStore, RetryPolicy
 from fixtures.registry import skopeo_env
 from fixtures.registry_content import make_version, write_oci_layout
 from fixtures.tools import require

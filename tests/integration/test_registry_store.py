@@ -24,8 +24,7 @@ from builder_resource.oci.media_types import (
     OCI_MANIFEST,
 )
 from builder_resource.store import progress
-from builder_resource.store.http import RetryPolicy
-from builder_resource.store.registry import RegistryStore
+from builder_resource.store.registry import RegistryStore, RetryPolicy
 from builder_resource.store.transfer import fetch_blob, parallel_fetch, parallel_push
 from fixtures.http_fakes import FakeRegistry
 from fixtures.registry_content import make_version

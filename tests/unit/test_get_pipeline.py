@@ -89,7 +89,7 @@ def _run(
     if wrap is not None:
         assert monkeypatch is not None
         inner = LayoutStore(store_dir)
-        monkeypatch.setattr(get, "store_for", lambda source, env: wrap(inner))
+        monkeypatch.setattr(get, "open_store", lambda **settings: wrap(inner))
     payload = {"source": {"repository": str(store_dir)}, "version": version, "params": params}
     return get.run(payload, dest, {})
 

@@ -114,7 +114,9 @@ def test_failure_names_the_image_and_the_exit_status(mocker, tmp_path: Path) -> 
 
 
 def test_success_without_an_archive_is_an_error(mocker, tmp_path: Path) -> None:
-    mocker.patch("builder_resource.building.command.subprocess.run", side_effect=FakeImg(write=False))
+    mocker.patch(
+        "builder_resource.building.command.subprocess.run", side_effect=FakeImg(write=False)
+    )
     with pytest.raises(BuildError, match=f"saving image {REF}: img wrote no"):
         Img().save_image(REF, tmp_path / "app.tar", {"XDG_DATA_HOME": "/s"})
 
@@ -269,7 +271,9 @@ def test_put_with_img_saves_each_image_with_its_own_call(
 def test_put_with_img_fails_in_one_line_naming_the_image(mocker, tmp_path: Path) -> None:
     from builder_resource import put
 
-    mocker.patch("builder_resource.building.command.subprocess.run", side_effect=FakeImg(returncode=1))
+    mocker.patch(
+        "builder_resource.building.command.subprocess.run", side_effect=FakeImg(returncode=1)
+    )
     mocker.patch("builder_resource.building.builders.shutil.which", side_effect=installed("img"))
     mocker.patch("builder_resource.building.environment.refuse_img_in_user_namespace")
     mocker.patch("builder_resource.building.environment.require_namespaces")

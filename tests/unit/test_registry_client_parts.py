@@ -1,5 +1,6 @@
 """The pure parts of the registry client: header parsing, retry delays, error
-lines, names, progress, CA bundles and the transfer pool."""
+lines, names, progress, CA bundles, the transfer pool, and when the lean
+transport hands over to requests."""
 
 from __future__ import annotations
 
@@ -7,26 +8,36 @@ import email.utils
 import logging
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-import requests
 
+from builder_resource.certificates import ca_bundle_file
 from builder_resource.errors import ConfigError, StoreError
-from builder_resource.store.auth import Challenge, _covers, parse_challenges
-from builder_resource.store.http import RetryPolicy, error_summary, retry_after_seconds
+from builder_resource.store.auth import Challenge, covers, parse_challenges
 from builder_resource.store.progress import Progress
-from builder_resource.store.registry import check_reference, next_link, parse_repository
-from builder_resource.store.tls import ca_bundle_file
+from builder_resource.store.registry import RegistryStore, RetryPolicy, retry_after_seconds
+from builder_resource.store.stdlib_transport import StdlibTransport, proxied
 from builder_resource.store.transfer import parallel
+from builder_resource.store.transport import Unsure
+from builder_resource.store.wire import (
+    check_reference,
+    error_summary,
+    next_link,
+    parse_repository,
+)
 
 
-def response(status: int, body: bytes = b"", headers: dict[str, str] | None = None):
-    r = requests.Response()
-    r.status_code = status
-    r._content = body
-    r.headers.update(headers or {})
-    r.reason = {401: "Unauthorized", 503: "Service Unavailable"}.get(status, "")
-    return r
+@dataclass
+class Answer:
+    status: int
+    reason: str = ""
+
+
+def summary(status: int, body: bytes = b"", **kwargs: bool) -> str:
+    reason = {401: "Unauthorized", 503: "Service Unavailable"}.get(status, "")
+    return error_summary(Answer(status, reason), body, **kwargs)
 
 
 # -- WWW-Authenticate ------------------------------------------------------------
@@ -62,9 +73,9 @@ def test_several_challenges_and_odd_spacing():
 
 def test_scope_cover_handles_ports_in_names():
     push = frozenset({"repository:localhost:5000/app:pull,push"})
-    assert _covers(push, frozenset({"repository:localhost:5000/app:pull"}))
-    assert not _covers(push, frozenset({"repository:localhost:5000/other:pull"}))
-    assert not _covers(frozenset({"repository:app:pull"}), frozenset({"repository:app:push"}))
+    assert covers(push, frozenset({"repository:localhost:5000/app:pull"}))
+    assert not covers(push, frozenset({"repository:localhost:5000/other:pull"}))
+    assert not covers(frozenset({"repository:app:pull"}), frozenset({"repository:app:push"}))
 
 
 # -- retries ---------------------------------------------------------------------
@@ -84,9 +95,9 @@ def test_retry_after_seconds_and_http_date():
 def test_backoff_doubles_up_to_the_cap_and_obeys_retry_after():
     policy = RetryPolicy(backoff=0.5, cap=3.0, max_retry_after=10.0)
     assert [policy.delay(i) for i in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    assert policy.delay(0, response(429, headers={"Retry-After": "4"})) == 4.0
-    assert policy.delay(0, response(429, headers={"Retry-After": "999"})) == 10.0
-    assert policy.delay(2, response(503, headers={"Retry-After": "x"})) == 2.0
+    assert policy.delay(0, "4") == 4.0
+    assert policy.delay(0, "999") == 10.0
+    assert policy.delay(2, "x") == 2.0
 
 
 # -- error lines -----------------------------------------------------------------
@@ -98,18 +109,18 @@ def test_error_summary_reads_registry_errors_defensively():
         b'"detail":{"Tag":"nope"}},{"code":"BLOB_UNKNOWN","message":"blob unknown",'
         b'"detail":"sha256:00"}]}'
     )
-    assert error_summary(response(404, body)) == (
+    assert summary(404, body) == (
         '404 MANIFEST_UNKNOWN: manifest unknown ({"Tag": "nope"}); '
         "BLOB_UNKNOWN: blob unknown (sha256:00)"
     )
-    assert error_summary(response(404, body), detail=False) == (
+    assert summary(404, body, detail=False) == (
         "404 MANIFEST_UNKNOWN: manifest unknown; BLOB_UNKNOWN: blob unknown"
     )
-    assert error_summary(response(502, b"<html>\n<h1>Bad gateway</h1>")) == "502 <html>"
-    assert error_summary(response(503)) == "503 Service Unavailable"
-    assert error_summary(response(500, b'{"errors": "weird"}')) == '500 {"errors": "weird"}'
-    assert error_summary(response(500, b'{"errors":[1,null,{"code":"X"}]}')) == "500 X"
-    assert len(error_summary(response(500, b"x" * 5000))) == 300
+    assert summary(502, b"<html>\n<h1>Bad gateway</h1>") == "502 <html>"
+    assert summary(503) == "503 Service Unavailable"
+    assert summary(500, b'{"errors": "weird"}') == '500 {"errors": "weird"}'
+    assert summary(500, b'{"errors":[1,null,{"code":"X"}]}') == "500 X"
+    assert len(summary(500, b"x" * 5000)) == 300
 
 
 # -- names -----------------------------------------------------------------------
@@ -129,10 +140,7 @@ def test_repository_names():
 
 def test_docker_hub_names_and_its_api_host(mocker):
     """``docker.io/…`` as users write it; the API answers on registry-1.docker.io
-    (both clients ping that host, and nothing else changes)."""
-    from builder_resource.store.light import LightRegistry, Unsure
-    from builder_resource.store.registry import RegistryStore
-
+    (the client pings that host, and nothing else changes)."""
     assert parse_repository("docker.io/alpine") == ("docker.io", "library/alpine")
     assert parse_repository("index.docker.io/team/app") == ("index.docker.io", "team/app")
     assert parse_repository("quay.io/alpine") == ("quay.io", "alpine")
@@ -142,10 +150,6 @@ def test_docker_hub_names_and_its_api_host(mocker):
     with pytest.raises(StoreError):
         full.resolve_tag("1.0")
     assert ping.call_args.args[1] == "https://registry-1.docker.io/v2/"
-    send = mocker.patch.object(LightRegistry, "_send", side_effect=Unsure("offline"))
-    with pytest.raises(Unsure):
-        LightRegistry("docker.io/team/app").resolve_tag("1.0")
-    assert send.call_args.args[:2] == ("https", "registry-1.docker.io")
 
 
 def test_references():
@@ -245,3 +249,66 @@ def test_probe_order_puts_plain_http_first_only_on_insecure_loopback():
     assert probe_schemes("10.0.0.7:5000", insecure=True) == ("https", "http")
     for loopback in ("127.0.0.1:5000", "127.1.2.3", "localhost:5000", "[::1]:5000"):
         assert probe_schemes(loopback, insecure=True) == ("http", "https")
+
+
+# -- the lean transport's hand-over ----------------------------------------------
+
+
+def test_a_netrc_or_an_environment_ca_bundle_is_unusual(tmp_path: Path) -> None:
+    home = {"HOME": str(tmp_path)}
+    StdlibTransport(True, {**home, "no_proxy": "*", "PATH": "/bin", "https_proxy": "x"})
+    (tmp_path / "n").write_text("")
+    with pytest.raises(Unsure, match="netrc"):
+        StdlibTransport(True, {**home, "NETRC": str(tmp_path / "n")})
+    with pytest.raises(Unsure, match="CA bundle"):
+        StdlibTransport(True, {**home, "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/x.pem"})
+    (tmp_path / ".netrc").write_text("")
+    with pytest.raises(Unsure, match="netrc"):
+        StdlibTransport(True, home)
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "direct"),
+    [
+        ("", False),
+        ("*", True),
+        ("127.0.0.0/8", True),
+        ("localhost,127.0.0.1", True),
+        ("10.0.0.0/8", False),
+    ],
+)
+def test_a_proxy_variable_means_requests_unless_no_proxy_names_the_host(
+    no_proxy: str, direct: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "http://127.0.0.1:5000/v2/"
+    assert not proxied(url, {"PATH": "/bin", "https_proxy": ""})  # no proxy at all
+    env = {"https_proxy": "http://proxy:3128", "no_proxy": no_proxy}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # requests reads os.environ
+    assert proxied(url, env) is not direct
+
+
+def test_the_lean_transport_declines_streams() -> None:
+    lean = StdlibTransport(False, {})
+    with pytest.raises(Unsure, match="streamed"):
+        lean.request("GET", "http://127.0.0.1:9/v2/", {}, stream=True)
+    with pytest.raises(Unsure, match="streamed"):
+        lean.request("PUT", "http://127.0.0.1:9/v2/", {}, iter([b"x"]))
+
+
+def test_where_the_lean_transport_declines_requests_answers() -> None:
+    """Nothing listens on port 9: the lean transport declines the refused
+    connection, and requests, from then on, gives the error (or, for check's fast
+    path, the caller hears that the lean transport declined)."""
+    once = RetryPolicy(tries=1)
+    store = RegistryStore("127.0.0.1:9/app", insecure=True, lean=True, env={}, policy=once)
+    assert not store.uses_requests
+    with pytest.raises(StoreError, match="registry 127.0.0.1:9: GET /v2/: .*refused"):
+        store.list_tags()
+    assert store.uses_requests
+    refusing = RegistryStore(
+        "127.0.0.1:9/app", insecure=True, lean=True, hand_over=False, env={}, policy=once
+    )
+    with pytest.raises(Unsure, match="connection"):
+        refusing.list_tags()
+    assert not refusing.uses_requests

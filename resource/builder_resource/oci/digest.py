@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 from typing import BinaryIO
 
 from ..errors import DigestMismatchError, ImageError
+from .references import is_digest
 
-DIGEST_PATTERN = re.compile(r"^sha256:[0-9a-f]{64}$")
 CHUNK = 1 << 20
 
 
@@ -20,7 +19,7 @@ def sha256_digest(data: bytes) -> str:
 def check_digest(digest: str) -> str:
     """Return the digest if it is a well-formed sha256 digest; refuse anything else,
     since digests become file names."""
-    if not DIGEST_PATTERN.match(digest):
+    if not is_digest(digest):
         raise ImageError(f"unsupported or malformed digest {digest!r} (want sha256:<64 hex>)")
     return digest
 

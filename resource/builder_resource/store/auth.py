@@ -4,59 +4,119 @@ token spec (docs/spec/auth/token.md).
 The registry says which it wants in the ``WWW-Authenticate`` header of a 401. For
 Basic the credentials go on every request. For Bearer a token is fetched from the
 challenge's realm for the scopes a request needs, cached per scope set until it
-expires, and fetched again when the registry answers 401 anyway (expired early,
-revoked, or wider rights needed). The password never leaves this module except in
-the Authorization header: it is in no message and no log line.
+expires (in the process, and in a :class:`Memo` when the caller keeps one across
+processes, as check does), and fetched again when the registry answers 401 anyway
+(expired early, revoked, or wider rights needed). The password never leaves this
+module except in an Authorization header: it is in no message and no log line.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import re
 import threading
 import time
-from urllib.parse import urlsplit
-
-import requests
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlencode, urlsplit
 
 from ..errors import StoreError
-from .http import (
-    TIMEOUT,
-    RetryPolicy,
-    describe_exception,
-    error_summary,
-    is_transient,
-    is_transient_error,
-)
-from .wire import (  # the pure pieces, shared with check's light client
-    EXPIRY_MARGIN,
-    MIN_TOKEN_SECONDS,
-    Challenge,
-    parse_challenges,
-    pick_challenge,
-    repository_scope,  # noqa: F401 (re-exported)
-)
+from .transport import Response, read_body
+from .wire import error_summary
 
 log = logging.getLogger("builder_resource.store")
 
-
-def _split_scope(scope: str) -> tuple[str, frozenset[str]]:
-    """(``type:name``, actions). A name may hold ``host:port``, so the actions are
-    what follows the last colon."""
-    resource, _, actions = scope.rpartition(":")
-    return resource, frozenset(a for a in actions.split(",") if a)
+#: Token lifetime assumed when the server gives none, and the floor the spec sets.
+MIN_TOKEN_SECONDS = 60
+#: Renew a token this long before it expires, so a request never carries a stale one.
+EXPIRY_MARGIN = 10
 
 
-def _covers(granted: frozenset[str], wanted: frozenset[str]) -> bool:
+class Memo(Protocol):
+    """What outlives a process (check's cache): small JSON objects by kind and key."""
+
+    def load(self, kind: str, key: str) -> dict[str, Any] | None: ...
+    def store(self, kind: str, key: str, value: dict[str, Any]) -> None: ...
+    def drop(self, kind: str, key: str) -> None: ...
+
+
+@dataclass
+class Challenge:
+    """One challenge of a ``WWW-Authenticate`` header: ``Bearer realm=...``."""
+
+    scheme: str  # lower case: "basic" or "bearer" (others are kept but unused)
+    params: dict[str, str] = field(default_factory=dict)
+
+
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_SCHEME = re.compile(rf"\s*({_TOKEN})(?=\s|$|,)")
+# Unquoted values are read up to a comma or space: lenient about realms like
+# ``realm=https://a/t`` that some servers send unquoted.
+_PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))\s*,?')
+
+
+def parse_challenges(header: str) -> list[Challenge]:
+    """Every challenge of a ``WWW-Authenticate`` value. Commas inside quoted values
+    (``scope="repository:a:pull,push"``) stay where they belong."""
+    out: list[Challenge] = []
+    pos = 0
+    header = header or ""
+    while pos < len(header):
+        while pos < len(header) and header[pos] in " ,":
+            pos += 1
+        scheme = _SCHEME.match(header, pos)
+        if not scheme:
+            break
+        pos = scheme.end()
+        params: dict[str, str] = {}
+        # A token followed by a space and another token is the next scheme.
+        while param := _PARAM.match(header, pos):
+            value = param.group(2)
+            value = re.sub(r"\\(.)", r"\1", value) if value is not None else param.group(3)
+            params[param.group(1).lower()] = value
+            pos = param.end()
+        out.append(Challenge(scheme.group(1).lower(), params))
+    return out
+
+
+def pick_challenge(header: str | None) -> Challenge | None:
+    """The challenge a client answers: Bearer before Basic; None for others."""
+    challenges = parse_challenges(header or "")
+    for scheme in ("bearer", "basic"):
+        for challenge in challenges:
+            if challenge.scheme == scheme:
+                return challenge
+    return None
+
+
+def repository_scope(name: str, *actions: str) -> str:
+    return f"repository:{name}:{','.join(actions)}"
+
+
+def covers(granted: frozenset[str], wanted: frozenset[str]) -> bool:
+    """Whether a token for the ``granted`` scopes serves a request needing ``wanted``.
+    A name may hold ``host:port``, so the actions follow the last colon."""
     have: dict[str, set[str]] = {}
     for scope in granted:
-        resource, actions = _split_scope(scope)
-        have.setdefault(resource, set()).update(actions)
+        resource, _, actions = scope.rpartition(":")
+        have.setdefault(resource, set()).update(a for a in actions.split(",") if a)
     for scope in wanted:
-        resource, actions = _split_scope(scope)
-        if not actions <= have.get(resource, set()):
+        resource, _, actions = scope.rpartition(":")
+        if not {a for a in actions.split(",") if a} <= have.get(resource, set()):
             return False
     return True
+
+
+def basic_credentials(username: str, password: str) -> str:
+    raw = f"{username}:{password}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+#: GET a URL (with these headers) with the client's retries, no auth of its own.
+Fetch = Callable[[str, dict[str, str]], Response]
 
 
 class Authenticator:
@@ -65,21 +125,20 @@ class Authenticator:
     def __init__(
         self,
         registry: str,
-        session: requests.Session,
+        fetch: Fetch,
         *,
-        verify: str | bool,
         username: str | None = None,
         password: str | None = None,
-        policy: RetryPolicy | None = None,
+        memo: Memo | None = None,
     ) -> None:
         self.registry = registry
-        self._session = session
-        self._verify = verify
+        self.challenge: Challenge | None = None
+        self._fetch_url = fetch
         self._username = username or None
         self._password = password or ""
-        self._policy = policy or RetryPolicy()
-        self._challenge: Challenge | None = None
-        self._tokens: dict[frozenset[str], tuple[str, float]] = {}
+        self._memo = memo
+        self._tokens: dict[frozenset[str], tuple[str, float]] = {}  # scopes → token, expiry
+        self._memo_keys: list[str] = []
         self._lock = threading.Lock()
         #: How many tokens were fetched: the cache's effect, visible to tests and logs.
         self.token_requests = 0
@@ -89,34 +148,34 @@ class Authenticator:
 
     @property
     def scheme(self) -> str | None:
-        return self._challenge.scheme if self._challenge else None
+        return self.challenge.scheme if self.challenge else None
 
-    def observe(self, response: requests.Response) -> None:
+    def observe(self, response: Response) -> None:
         """Learn the registry's scheme from a 401 (the ping's, or any request's)."""
-        challenge = self._pick(response)
+        challenge = pick_challenge(response.header("WWW-Authenticate"))
         if challenge is not None:
-            self._challenge = challenge
+            self.challenge = challenge
 
     def authorization(self, scopes: frozenset[str]) -> str | None:
         """The Authorization header value for a request needing ``scopes``."""
-        challenge = self._challenge
+        challenge = self.challenge
         if challenge is None:
             return None
-        if challenge.scheme == "basic":
-            return self._basic() if self._username else None
+        if challenge.scheme == "basic" and self._username:
+            return basic_credentials(self._username, self._password)
         if challenge.scheme == "bearer":
             return "Bearer " + self._token(challenge, scopes)
         return None
 
     def unauthorized(
-        self, response: requests.Response, scopes: frozenset[str], sent: str | None
+        self, response: Response, scopes: frozenset[str], sent: str | None
     ) -> frozenset[str] | None:
         """A request got 401. Returns the scopes to try once more with (after dropping
         the cached token), or None when another try cannot help."""
-        challenge = self._pick(response)
+        challenge = pick_challenge(response.header("WWW-Authenticate"))
         if challenge is None:
             return None
-        self._challenge = challenge
+        self.challenge = challenge
         if challenge.scheme == "basic":
             # Worth a try only if credentials exist and were not sent.
             return scopes if self._username and not (sent or "").startswith("Basic ") else None
@@ -125,36 +184,33 @@ class Authenticator:
         asked = challenge.params.get("scope")
         wider = frozenset(scopes | (frozenset(asked.split(" ")) if asked else frozenset()))
         with self._lock:
-            for key in [k for k in self._tokens if _covers(k, scopes)]:
+            for key in [k for k in self._tokens if covers(k, scopes)]:
                 del self._tokens[key]
+            self.forget()
         return wider
 
-    def failure(self, response: requests.Response, what: str) -> StoreError:
-        """The one-line error for a request still refused after fresh credentials."""
-        status = error_summary(response, detail=False)
+    def forget(self) -> None:
+        """Drop the tokens this authenticator left in the memo."""
+        if self._memo is not None:
+            for key in self._memo_keys:
+                self._memo.drop("token", key)
+        self._memo_keys.clear()
+
+    def failure(self, status: str, what: str) -> StoreError:
+        """The one-line error for a request (``what``) still refused (``status``)
+        after fresh credentials."""
+        where = f"registry {self.registry}"
         if not self._username:
             return StoreError(
-                f"registry {self.registry}: {what}: authentication required ({status}); "
-                "set username and password"
+                f"{where}: {what}: authentication required ({status}); set username and password"
             )
         if self.scheme == "bearer":
             return StoreError(
-                f"registry {self.registry}: {what}: access denied for user "
-                f"{self._username!r} ({status})"
+                f"{where}: {what}: access denied for user {self._username!r} ({status})"
             )
-        return StoreError(
-            f"registry {self.registry}: authentication failed for user {self._username!r} "
-            f"({status})"
-        )
+        return StoreError(f"{where}: authentication failed for user {self._username!r} ({status})")
 
-    # -- internals ---------------------------------------------------------------
-
-    def _pick(self, response: requests.Response) -> Challenge | None:
-        return pick_challenge(parse_challenges(response.headers.get("WWW-Authenticate", "")))
-
-    def _basic(self) -> str:
-        raw = f"{self._username}:{self._password}".encode()
-        return "Basic " + base64.b64encode(raw).decode("ascii")
+    # -- Bearer tokens -------------------------------------------------------------
 
     def _token(self, challenge: Challenge, scopes: frozenset[str]) -> str:
         with self._lock:
@@ -162,56 +218,64 @@ class Authenticator:
             for key, (token, expiry) in list(self._tokens.items()):
                 if expiry <= now:
                     del self._tokens[key]
-                elif _covers(key, scopes):
+                elif covers(key, scopes):
                     return token
-            token, lifetime = self._fetch(challenge, scopes)
+            token, lifetime = self._remembered_or_fetched(challenge, scopes)
             self._tokens[scopes] = (token, now + max(lifetime - EXPIRY_MARGIN, 1))
             return token
 
-    def _fetch(self, challenge: Challenge, scopes: frozenset[str]) -> tuple[str, float]:
-        realm = challenge.params.get("realm")
+    def _remembered_or_fetched(
+        self, challenge: Challenge, scopes: frozenset[str]
+    ) -> tuple[str, float]:
+        """A token and its remaining lifetime; the memo's key holds the password, so
+        that another password never gets this token (the memo stores keys hashed)."""
+        realm, service = challenge.params.get("realm", ""), challenge.params.get("service", "")
+        key = json.dumps(
+            [self.registry, realm, service, sorted(scopes), self._username, self._password]
+        )
+        if self._memo is not None:
+            remembered = self._memo.load("token", key) or {}
+            token, expires = remembered.get("token"), remembered.get("expires")
+            fresh = isinstance(expires, float | int) and expires - time.time() > EXPIRY_MARGIN
+            if isinstance(token, str) and token and fresh:
+                self._memo_keys.append(key)
+                return token, expires - time.time()
+        token, lifetime = self._fetch(realm, service, scopes)
+        if self._memo is not None:
+            self._memo.store("token", key, {"token": token, "expires": time.time() + lifetime})
+            self._memo_keys.append(key)
+        return token, lifetime
+
+    def _fetch(self, realm: str, service: str, scopes: frozenset[str]) -> tuple[str, float]:
         if not realm or urlsplit(realm).scheme not in ("http", "https"):
             raise StoreError(f"registry {self.registry}: Bearer challenge without a usable realm")
-        query = []
-        if challenge.params.get("service"):
-            query.append(("service", challenge.params["service"]))
+        query = [("service", service)] if service else []
         query += [("scope", s) for s in sorted(scopes)]
-        auth = (self._username, self._password) if self._username else None
+        url = realm + (("&" if "?" in realm else "?") + urlencode(query) if query else "")
+        headers = {}
+        if self._username:
+            headers["Authorization"] = basic_credentials(self._username, self._password)
         where = f"token server {urlsplit(realm).netloc}"
-        attempt = 0
-        while True:
-            self.token_requests += 1
-            try:
-                response = self._session.get(
-                    realm, params=query, auth=auth, verify=self._verify, timeout=TIMEOUT
-                )
-            except requests.RequestException as e:
-                if is_transient_error(e) and attempt + 1 < self._policy.tries:
-                    self._policy.wait(attempt)
-                    attempt += 1
-                    continue
-                raise StoreError(
-                    f"registry {self.registry}: {where}: {describe_exception(e)}"
-                ) from None
-            if is_transient(response) and attempt + 1 < self._policy.tries:
-                self._policy.wait(attempt, response)
-                attempt += 1
-                continue
-            break
-        if response.status_code in (401, 403):
-            if self._username:
-                raise StoreError(
-                    f"registry {self.registry}: authentication failed for user "
-                    f"{self._username!r} ({response.status_code} from {where})"
-                )
-            raise StoreError(
-                f"registry {self.registry}: {where} refused anonymous access "
-                f"({response.status_code}); set username and password"
-            )
-        if not response.ok:
-            raise StoreError(f"registry {self.registry}: {where}: {error_summary(response)}")
+        self.token_requests += 1
+        response = self._fetch_url(url, headers)
         try:
-            data = response.json()
+            if response.status in (401, 403):
+                if self._username:
+                    raise StoreError(
+                        f"registry {self.registry}: authentication failed for user "
+                        f"{self._username!r} ({response.status} from {where})"
+                    )
+                raise StoreError(
+                    f"registry {self.registry}: {where} refused anonymous access "
+                    f"({response.status}); set username and password"
+                )
+            body = read_body(response, 1 << 20) or b""
+        finally:
+            response.close()
+        if not 200 <= response.status < 400:
+            raise StoreError(f"registry {self.registry}: {where}: {error_summary(response, body)}")
+        try:
+            data = json.loads(body)
             token = data.get("token") or data.get("access_token")
         except (ValueError, AttributeError):
             token, data = None, {}

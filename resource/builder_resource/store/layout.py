@@ -22,7 +22,8 @@ from ..errors import NotFoundError, StoreError
 from ..oci import media_types as mt
 from ..oci.blobs import BlobSource, open_section
 from ..oci.descriptor import Descriptor, parse_json
-from ..oci.digest import CHUNK, DIGEST_PATTERN, VerifyingReader, hex_of, sha256_digest, verify_bytes
+from ..oci.digest import CHUNK, VerifyingReader, hex_of, sha256_digest, verify_bytes
+from ..oci.references import is_digest
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
@@ -87,7 +88,7 @@ class LayoutStore:
     # -- manifests and tags -----------------------------------------------------
     def push_manifest(self, content: bytes, media_type: str, reference: str) -> str:
         digest = sha256_digest(content)
-        if DIGEST_PATTERN.match(reference) and reference != digest:
+        if is_digest(reference) and reference != digest:
             raise StoreError(f"{self.location}: manifest pushed as {reference} hashes to {digest}")
         self._ensure()
         target = self._blob_path(digest)
@@ -95,12 +96,12 @@ class LayoutStore:
             import io
 
             self._write_verified(target, io.BytesIO(content), digest, len(content))  # type: ignore[arg-type]
-        if not DIGEST_PATTERN.match(reference):
+        if not is_digest(reference):
             self._set_tag(reference, Descriptor(media_type, digest, len(content)))
         return digest
 
     def get_manifest(self, reference: str) -> tuple[bytes, str]:
-        if DIGEST_PATTERN.match(reference):
+        if is_digest(reference):
             digest, media_type = reference, None
         else:
             entry = self._tags().get(reference)

@@ -1,46 +1,57 @@
 """A :class:`~builder_resource.store.base.Store` on an OCI registry, over the
-distribution API (distribution-spec ``spec.md``) with requests.
+distribution API (distribution-spec ``spec.md``): the one registry client.
+
+Everything a registry needs lives here and in ``auth.py``: the ping that learns
+the scheme and the auth challenge, Basic and Bearer auth, retries of transient
+failures, tag pages, and the meaning of every answer. The bytes travel over a
+transport (``transport.py``): requests, or for the small requests of check and of
+a put whose blobs the registry has, the standard library's ``http.client``, which
+hands over to requests wherever it cannot vouch for doing the same.
 
 Blobs stream both ways in 1 MiB pieces, so memory stays flat whatever their size;
 every byte read is verified against its digest. Uploads are HEAD first (skip what
 the registry has), then a cross-repository mount when the caller knows another
 repository of the registry holds the blob, else POST and one monolithic PUT to the
-Location the registry returned. Transient failures are retried (see ``http.py``);
-an upload that fails midway starts over from a fresh POST and re-reads its source.
+Location the registry returned. An upload that fails midway starts over from a
+fresh POST and re-reads its source; a download that breaks resumes with ``Range``.
+
+Retries follow what containers/image does: connection errors, 5xx and 429 are
+retried a bounded number of times with a doubling backoff, and a ``Retry-After``
+(seconds or an HTTP-date) is honoured up to a cap.
 """
 
 from __future__ import annotations
 
+import email.utils
 import io
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode, urljoin, urlsplit
 
-import requests
-import urllib3
-
+from ..certificates import ca_bundle_file
 from ..errors import DigestMismatchError, ImageError, NotFoundError, StoreError
 from ..oci.blobs import BlobSource
-from ..oci.digest import CHUNK, DIGEST_PATTERN, VerifyingReader, check_digest, sha256_digest
+from ..oci.digest import CHUNK, VerifyingReader, check_digest, sha256_digest
 from ..oci.media_types import ALL_MANIFESTS, MANIFEST_ACCEPT
-from .auth import Authenticator, repository_scope
-from .http import (
-    TIMEOUT,
-    RetryPolicy,
-    describe_exception,
+from ..oci.references import is_digest
+from .auth import Authenticator, Challenge, Memo, repository_scope
+from .progress import Progress, human
+from .transport import Body, Response, Transport, TransportError, Unsure, read_body
+from .wire import (
+    api_host,
+    check_reference,
     error_code,
     error_summary,
-    is_transient,
-    is_transient_error,
-    make_session,
+    next_link,
+    parse_repository,
+    probe_schemes,
 )
-from .progress import Progress, human
-from .wire import api_host, check_reference, next_link, parse_repository, probe_schemes
 
 log = logging.getLogger("builder_resource.store")
 
@@ -48,10 +59,51 @@ log = logging.getLogger("builder_resource.store")
 MAX_MANIFEST = 16 << 20
 #: A registry that keeps answering "next page" is looping.
 MAX_TAG_PAGES = 10_000
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 def short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
+
+
+@dataclass
+class RetryPolicy:
+    """How often and how patiently a transient failure is retried.
+
+    ``tries`` counts every attempt, the first included. ``sleep`` is injectable so
+    that tests need not wait."""
+
+    tries: int = 5
+    backoff: float = 0.5
+    cap: float = 30.0
+    #: The longest ``Retry-After`` obeyed; a registry asking for more gets this.
+    max_retry_after: float = 60.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (attempts count from 0)."""
+        asked = retry_after_seconds(retry_after)
+        if asked is not None:
+            return min(asked, self.max_retry_after)
+        return min(self.backoff * (2**attempt), self.cap)
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """The delay a ``Retry-After`` header asks for: delta-seconds or an HTTP-date.
+    None when absent or unreadable (the caller then uses its own backoff)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    now = time.time() if now is None else now
+    return max(0.0, when.timestamp() - now)
 
 
 @dataclass
@@ -75,9 +127,9 @@ class _Transient(StoreError):
     """A failure another attempt may cure; raised once a request ran out of tries
     (or was not to be retried here because its caller retries a larger unit)."""
 
-    def __init__(self, message: str, response: requests.Response | None = None) -> None:
+    def __init__(self, message: str, retry_after: str | None = None) -> None:
         super().__init__(message)
-        self.response = response
+        self.retry_after = retry_after
 
 
 class RegistryStore:
@@ -91,21 +143,32 @@ class RegistryStore:
         username: str | None = None,
         password: str | None = None,
         insecure: bool = False,
-        ca_certs: list[str] | tuple[str, ...] = (),
+        ca_certs: Sequence[str] = (),
         policy: RetryPolicy | None = None,
+        lean: bool = False,
+        hand_over: bool = True,
+        env: Mapping[str, str] | None = None,
+        memo: Memo | None = None,
     ) -> None:
+        """``lean``: the standard library's transport first; when it declines, requests
+        from then on, or with ``hand_over`` off, :class:`~.transport.Unsure` for the
+        caller (check's fast path, which then runs its full path). ``env``: the
+        process environment the lean transport judges. ``memo``: where the registry's
+        scheme, challenge and tokens outlive the process (check's cache)."""
         self.registry, self.name = parse_repository(repository)
         self.location = f"{self.registry}/{self.name}"
         self.insecure = insecure
         self.policy = policy or RetryPolicy()
-        self.session, self._verify = make_session(insecure=insecure, ca_certs=list(ca_certs))
+        self._verify: str | bool = (
+            False if insecure else ca_bundle_file(list(ca_certs)) if ca_certs else True
+        )
+        self._full: Transport | None = None
+        self._transport_lock = threading.Lock()
+        self._hand_over = hand_over
+        self.transport: Transport = self._lean(env) if lean else self._requests()
+        self._memo = memo
         self.auth = Authenticator(
-            self.registry,
-            self.session,
-            verify=self._verify,
-            username=username,
-            password=password,
-            policy=self.policy,
+            self.registry, self._fetch, username=username, password=password, memo=memo
         )
         self.stats = TransferStats()
         self._base: str | None = None
@@ -117,7 +180,9 @@ class RegistryStore:
         return f"RegistryStore({self.location!r})"
 
     def close(self) -> None:
-        self.session.close()
+        self.transport.close()
+        if self._full is not None:
+            self._full.close()
 
     def __enter__(self) -> RegistryStore:
         return self
@@ -125,17 +190,29 @@ class RegistryStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def uses_requests(self) -> bool:
+        """Whether requests carried (or was set to carry) any request so far."""
+        return self._full is not None
+
+    def forget(self) -> None:
+        """Drop what the memo holds for this registry, so that the next process
+        probes and authenticates afresh (after a failure)."""
+        if self._memo is not None:
+            self._memo.drop("probe", self._probe_key)
+        self.auth.forget()
+
     # -- blobs --------------------------------------------------------------------
 
     def blob_exists(self, digest: str) -> bool:
         check_digest(digest)
         what = f"HEAD blob {digest}"
         response = self._request(
-            "HEAD", self._url("blobs", digest), self._pull, what, allow_redirects=True
+            "HEAD", self._url("blobs", digest), self._pull, what, follow_redirects=True
         )
-        if response.status_code == 200:
+        if response.status == 200:
             return True
-        if response.status_code == 404:
+        if response.status == 404:
             return False
         raise self._error(response, what)
 
@@ -156,7 +233,7 @@ class RegistryStore:
             except _Transient as e:
                 if attempt + 1 >= self.policy.tries:
                     raise StoreError(f"{e} (gave up after {attempt + 1} tries)") from None
-                delay = self.policy.delay(attempt, e.response)
+                delay = self.policy.delay(attempt, e.retry_after)
                 log.warning("%s; starting the upload again in %.1f s", e, delay)
                 self.policy.sleep(delay)
                 attempt += 1
@@ -177,20 +254,20 @@ class RegistryStore:
                 uploads,
                 scopes,
                 f"mount blob {digest} from {mount_from}",
-                params={"mount": digest, "from": mount_from},
+                query={"mount": digest, "from": mount_from},
                 body=b"",
                 retry=False,
             )
-            if response.status_code == 201:
+            if response.status == 201:
                 self.stats.add(mounted=1)
                 log.debug("%s: mounted %s from %s", self.location, short(digest), mount_from)
                 return
             # 202: the registry started an ordinary upload instead; use it.
         else:
             response = self._request("POST", uploads, self._push, what, body=b"", retry=False)
-        if response.status_code != 202:
+        if response.status != 202:
             raise self._error(response, what)
-        location = response.headers.get("Location")
+        location = response.header("Location")
         if not location:
             raise StoreError(f"registry {self.registry}: {what}: upload started without a Location")
         url = urljoin(response.url, location)
@@ -204,11 +281,13 @@ class RegistryStore:
             headers={"Content-Type": "application/octet-stream"},
             retry=False,
         )
-        if response.status_code == 404 and error_code(response) == "BLOB_UPLOAD_UNKNOWN":
-            raise _Transient(f"registry {self.registry}: {what}: upload session lost", response)
-        if response.status_code not in (201, 204):
+        if response.status == 404 and error_code(read_body(response, 65536) or b"") == (
+            "BLOB_UPLOAD_UNKNOWN"
+        ):
+            raise _Transient(f"registry {self.registry}: {what}: upload session lost")
+        if response.status not in (201, 204):
             raise self._error(response, what)
-        stored = response.headers.get("Docker-Content-Digest")
+        stored = response.header("Docker-Content-Digest")
         if stored and stored != digest:
             raise StoreError(f"registry {self.registry}: {what}: stored as {stored}")
         self.stats.add(pushed=1, bytes_pushed=blob.size)
@@ -222,7 +301,7 @@ class RegistryStore:
         finally:
             download.close()
 
-    def _get_blob(self, digest: str, offset: int) -> requests.Response:
+    def _get_blob(self, digest: str, offset: int) -> Response:
         """A streaming GET of the blob from ``offset`` on (a ``Range`` request when
         resuming), with the response positioned at ``offset``."""
         what = f"GET blob {digest}"
@@ -236,25 +315,25 @@ class RegistryStore:
             what,
             headers=headers,
             stream=True,
-            allow_redirects=True,
+            follow_redirects=True,
         )
-        if response.status_code == 404:
+        if response.status == 404:
             response.close()
             raise NotFoundError(f"blob {digest} not found in {self.location}")
-        if offset and response.status_code == 206:
-            if not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+        if offset and response.status == 206:
+            if not (response.header("Content-Range") or "").startswith(f"bytes {offset}-"):
                 response.close()
                 raise StoreError(f"registry {self.registry}: {what}: wrong range in resumed GET")
             return response
-        if response.status_code != 200:
+        if response.status != 200:
             raise self._error(response, what)
         skip = offset
         while skip:  # the registry ignored Range: drop what was read already
             try:
-                data = response.raw.read(min(skip, CHUNK), decode_content=True)
-            except _READ_ERRORS as e:
+                data = response.read(min(skip, CHUNK))
+            except TransportError as e:
                 data = b""
-                reason = describe_exception(e)
+                reason = str(e)
             else:
                 reason = "body ended early"
             if not data:
@@ -268,7 +347,7 @@ class RegistryStore:
     def push_manifest(self, content: bytes, media_type: str, reference: str) -> str:
         check_reference(reference)
         digest = sha256_digest(content)
-        if DIGEST_PATTERN.match(reference) and reference != digest:
+        if is_digest(reference) and reference != digest:
             raise DigestMismatchError(f"manifest pushed as {reference} hashes to {digest}")
         what = f"push manifest {reference}"
         response = self._request(
@@ -279,9 +358,9 @@ class RegistryStore:
             body=content,
             headers={"Content-Type": media_type},
         )
-        if response.status_code not in (200, 201):
+        if response.status not in (200, 201):
             raise self._error(response, what)
-        stored = response.headers.get("Docker-Content-Digest")
+        stored = response.header("Docker-Content-Digest")
         if stored and stored != digest:
             raise StoreError(
                 f"registry {self.registry}: {what}: stored as {stored}, not {digest} "
@@ -299,15 +378,22 @@ class RegistryStore:
             what,
             headers={"Accept": MANIFEST_ACCEPT},
             stream=True,
-            allow_redirects=True,
+            follow_redirects=True,
         )
-        with response:
-            if response.status_code == 404:
-                raise NotFoundError(f"manifest {reference} not found in {self.location}")
-            if response.status_code != 200:
-                raise self._error(response, what)
-            content = self._read_limited(response, MAX_MANIFEST, what)
-        media_type = _media_type(response.headers.get("Content-Type"))
+        if response.status == 404:
+            response.close()
+            raise NotFoundError(f"manifest {reference} not found in {self.location}")
+        if response.status != 200:
+            raise self._error(response, what)
+        try:
+            content = read_body(response, MAX_MANIFEST)
+        except TransportError as e:
+            raise StoreError(f"registry {self.registry}: {what}: {e}") from None
+        finally:
+            response.close()
+        if content is None:
+            raise StoreError(f"registry {self.registry}: {what}: larger than {human(MAX_MANIFEST)}")
+        media_type = _media_type(response.header("Content-Type"))
         declared = _declared_media_type(content)
         if media_type not in ALL_MANIFESTS and declared:
             media_type = declared
@@ -317,9 +403,9 @@ class RegistryStore:
                 f"but its mediaType is {declared}"
             )
         actual = sha256_digest(content)
-        expected = reference if DIGEST_PATTERN.match(reference) else None
-        expected = expected or response.headers.get("Docker-Content-Digest")
-        if expected and DIGEST_PATTERN.match(expected) and actual != expected:
+        expected = reference if is_digest(reference) else None
+        expected = expected or response.header("Docker-Content-Digest")
+        if expected and is_digest(expected) and actual != expected:
             raise DigestMismatchError(
                 f"manifest {reference} from {self.location}: expected {expected}, got {actual}"
             )
@@ -334,14 +420,14 @@ class RegistryStore:
             self._pull,
             what,
             headers={"Accept": MANIFEST_ACCEPT},
-            allow_redirects=True,
+            follow_redirects=True,
         )
-        if response.status_code == 404:
+        if response.status == 404:
             return None
-        if response.status_code != 200:
+        if response.status != 200:
             raise self._error(response, what)
-        digest = response.headers.get("Docker-Content-Digest", "")
-        if DIGEST_PATTERN.match(digest):
+        digest = response.header("Docker-Content-Digest") or ""
+        if is_digest(digest):
             return digest
         try:  # a registry that omits the header: hash the manifest itself
             return sha256_digest(self.get_manifest(tag)[0])
@@ -360,19 +446,19 @@ class RegistryStore:
                 raise StoreError(f"registry {self.registry}: tag listing does not end ({url})")
             seen.add(url)
             what = "list tags"
-            response = self._request("GET", url, self._pull, what, allow_redirects=True)
-            if response.status_code == 404 and first:
+            response = self._request("GET", url, self._pull, what, follow_redirects=True)
+            if response.status == 404 and first:
                 return []
-            if response.status_code != 200:
+            if response.status != 200:
                 raise self._error(response, what)
             try:
-                page = response.json().get("tags") or []
+                page = json.loads(read_body(response, MAX_MANIFEST) or b"").get("tags") or []
             except (ValueError, AttributeError):
                 raise StoreError(
                     f"registry {self.registry}: {what}: answer is not a tag list"
                 ) from None
             tags.extend(t for t in page if isinstance(t, str))
-            link = next_link(response.headers.get("Link"))
+            link = next_link(response.header("Link"))
             url = urljoin(response.url, link) if link else None
             first = False
         return list(dict.fromkeys(tags))
@@ -382,12 +468,31 @@ class RegistryStore:
     def _url(self, *parts: str) -> str:
         return f"{self._base_url()}/v2/{self.name}/" + "/".join(parts)
 
+    @property
+    def _probe_key(self) -> str:
+        return f"{self.registry}\n{int(self.insecure)}"
+
     def _base_url(self) -> str:
         if self._base is None:
             with self._base_lock:
                 if self._base is None:
-                    self._base = self._probe()
+                    scheme = self._remembered_scheme() or self._probe()
+                    if scheme == "http":
+                        log.info("registry %s: using plain HTTP (insecure)", self.registry)
+                    self._base = f"{scheme}://{api_host(self.registry)}"
         return self._base
+
+    def _remembered_scheme(self) -> str | None:
+        """The scheme (and challenge) a memo kept from an earlier process's ping."""
+        remembered = self._memo.load("probe", self._probe_key) if self._memo else None
+        if not remembered or remembered.get("scheme") not in probe_schemes(
+            self.registry, self.insecure
+        ):
+            return None
+        challenge = remembered.get("challenge")
+        if challenge is not None:
+            self.auth.challenge = Challenge(str(challenge[0]), dict(challenge[1]))
+        return str(remembered["scheme"])
 
     def _probe(self) -> str:
         """Ping ``/v2/``: learn the scheme (HTTPS; with ``insecure``, plain HTTP when
@@ -395,36 +500,39 @@ class RegistryStore:
         schemes = probe_schemes(self.registry, self.insecure)
         failure: StoreError | None = None
         for i, scheme in enumerate(schemes):
-            base = f"{scheme}://{api_host(self.registry)}"
             last = i == len(schemes) - 1
+            url = f"{scheme}://{api_host(self.registry)}/v2/"
             try:
                 response = self._request(
-                    "GET", base + "/v2/", frozenset(), "GET /v2/", retry=last, auth=False
+                    "GET", url, frozenset(), "GET /v2/", retry=last, auth=False
                 )
             except StoreError as e:
                 if last:
                     raise
-                log.debug(
-                    "registry %s: %s failed (%s); trying the next scheme", self.registry, scheme, e
-                )
-                failure = e
+                log.debug("registry %s: %s failed (%s); trying the next", self.registry, scheme, e)
                 continue
-            with response:
-                if response.status_code == 401:
-                    self.auth.observe(response)
-                elif response.status_code != 200:
-                    failure = StoreError(
-                        f"registry {self.registry}: GET /v2/: {error_summary(response)} "
-                        "(not an OCI distribution registry?)"
-                    )
-                    if last:
-                        raise failure
-                    continue  # plain HTTP to a TLS port answers 400
-            if scheme == "http":
-                log.info("registry %s: using plain HTTP (insecure)", self.registry)
-            return base
+            if response.status == 401:
+                self.auth.observe(response)
+            elif response.status != 200:
+                failure = StoreError(
+                    f"registry {self.registry}: GET /v2/: {self._summary(response)} "
+                    "(not an OCI distribution registry?)"
+                )
+                if last:
+                    raise failure
+                continue  # plain HTTP to a TLS port answers 400
+            if self._memo is not None:
+                challenge = self.auth.challenge
+                kept = None if challenge is None else [challenge.scheme, challenge.params]
+                self._memo.store("probe", self._probe_key, {"scheme": scheme, "challenge": kept})
+            return scheme
         assert failure is not None
         raise failure
+
+    def _fetch(self, url: str, headers: dict[str, str]) -> Response:
+        """A token server's answer (for ``auth.py``), with retries."""
+        what = f"token server {urlsplit(url).netloc}"
+        return self._request("GET", url, frozenset(), what, headers=headers, auth=False)
 
     def _request(
         self,
@@ -433,108 +541,136 @@ class RegistryStore:
         scopes: frozenset[str],
         what: str,
         *,
-        params: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
-        body: bytes | Callable[[], Any] | None = None,
+        body: bytes | Callable[[], Body] | None = None,
         stream: bool = False,
-        allow_redirects: bool = False,
+        follow_redirects: bool = False,
         retry: bool = True,
         auth: bool = True,
-    ) -> requests.Response:
+    ) -> Response:
         """One request with auth and retries. Returns any final response, whose
         status the caller judges; raises ``_Transient`` when transient failures
         outlast the tries, ``StoreError`` on other connection failures and on an
         authentication the registry keeps refusing. ``body`` may be a factory, called
         once per attempt, so a retried upload re-reads its source."""
+        if query:
+            url += ("&" if "?" in url else "?") + urlencode(query)
         tries = self.policy.tries if retry else 1
         attempt = 0
         reauthenticated = False
         while True:
-            sent_headers = dict(headers or {})
+            sent = dict(headers or {})
             authorization = self.auth.authorization(scopes) if auth else None
             if authorization:
-                sent_headers["Authorization"] = authorization
+                sent["Authorization"] = authorization
             data = body() if callable(body) else body
             try:
-                response = self.session.request(
-                    method,
-                    url,
-                    params=params,
-                    headers=sent_headers,
-                    data=data,
-                    stream=stream,
-                    allow_redirects=allow_redirects,
-                    verify=self._verify,
-                    timeout=TIMEOUT,
-                )
-            except requests.RequestException as e:
-                reason = describe_exception(e)
-                if isinstance(e, requests.exceptions.SSLError) and "CERTIFICATE_VERIFY" in str(e):
+                response = self._send(method, url, sent, data, stream, follow_redirects)
+            except TransportError as e:
+                if e.untrusted:
                     raise StoreError(
                         f"registry {self.registry}: {what}: TLS certificate not trusted "
-                        f"({reason}); add its CA to ca_certs or LOCAL_CA_CERTIFICATE"
+                        f"({e}); add its CA to ca_certs or LOCAL_CA_CERTIFICATE"
                     ) from None
-                message = f"registry {self.registry}: {what}: {reason}"
-                if not is_transient_error(e):
+                message = f"registry {self.registry}: {what}: {e}"
+                if not e.transient:
                     raise StoreError(message) from None
                 if attempt + 1 >= tries:
                     suffix = f" (gave up after {tries} tries)" if tries > 1 else ""
                     raise _Transient(message + suffix) from None
-                delay = self.policy.delay(attempt)
-                log.warning("%s; retrying in %.1f s (%d/%d)", message, delay, attempt + 1, tries)
-                self.policy.sleep(delay)
+                self._pause(message, attempt, tries)
                 attempt += 1
                 continue
             finally:
                 close = getattr(data, "close", None)
                 if close is not None:
                     close()
-            if auth and response.status_code == 401:
-                wider = (
-                    None
-                    if reauthenticated
-                    else self.auth.unauthorized(response, scopes, authorization)
-                )
+            if auth and response.status == 401:
+                wider = None
+                if not reauthenticated:
+                    wider = self.auth.unauthorized(response, scopes, authorization)
                 if wider is not None:
                     response.close()
                     scopes = wider
                     reauthenticated = True
                     continue
-                error = self.auth.failure(response, what)
-                response.close()
-                raise error
-            if is_transient(response):
-                message = f"registry {self.registry}: {what}: {error_summary(response)}"
+                summary = self._summary(response, detail=False)
+                raise self.auth.failure(summary, what)
+            if response.status in TRANSIENT_STATUS:
+                message = f"registry {self.registry}: {what}: {self._summary(response)}"
+                retry_after = response.header("Retry-After")
                 if attempt + 1 >= tries:
-                    response.close()
                     suffix = f" (gave up after {tries} tries)" if tries > 1 else ""
-                    raise _Transient(message + suffix, response)
-                delay = self.policy.delay(attempt, response)
-                log.warning("%s; retrying in %.1f s (%d/%d)", message, delay, attempt + 1, tries)
-                response.close()
-                self.policy.sleep(delay)
+                    raise _Transient(message + suffix, retry_after)
+                self._pause(message, attempt, tries, retry_after)
                 attempt += 1
                 continue
             return response
 
-    def _error(self, response: requests.Response, what: str) -> StoreError:
-        summary = error_summary(response)
-        response.close()
-        cls = NotFoundError if response.status_code == 404 else StoreError
-        return cls(f"registry {self.registry}: {what}: {summary}")
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: Body,
+        stream: bool,
+        follow_redirects: bool,
+    ) -> Response:
+        """The request on the current transport; where the lean one declines, on
+        requests from then on (or the caller decides: ``hand_over`` off)."""
+        while True:
+            transport = self.transport
+            try:
+                return transport.request(
+                    method, url, headers, body, follow_redirects=follow_redirects, stream=stream
+                )
+            except Unsure as e:
+                if not self._hand_over or transport is self._full:
+                    raise
+                with self._transport_lock:
+                    if self.transport is transport:
+                        log.debug("registry %s: requests from here on (%s)", self.registry, e)
+                        self.transport = self._requests()
 
-    def _read_limited(self, response: requests.Response, limit: int, what: str) -> bytes:
-        out = bytearray()
+    def _lean(self, env: Mapping[str, str] | None) -> Transport:
+        from .stdlib_transport import StdlibTransport
+
         try:
-            for chunk in response.iter_content(CHUNK):
-                out += chunk
-                if len(out) > limit:
-                    raise StoreError(
-                        f"registry {self.registry}: {what}: larger than {human(limit)}"
-                    )
-        except requests.RequestException as e:
-            raise StoreError(f"registry {self.registry}: {what}: {describe_exception(e)}") from None
-        return bytes(out)
+            return StdlibTransport(self._verify, env)
+        except Unsure as e:
+            if not self._hand_over:
+                raise
+            log.debug("registry %s: requests from the start (%s)", self.registry, e)
+            return self._requests()
+
+    def _requests(self) -> Transport:
+        """The transport on requests, made on first need (importing requests)."""
+        if self._full is None:
+            from .requests_transport import RequestsTransport
+
+            self._full = RequestsTransport(self._verify)
+        return self._full
+
+    def _pause(
+        self, message: str, attempt: int, tries: int, retry_after: str | None = None
+    ) -> None:
+        delay = self.policy.delay(attempt, retry_after)
+        log.warning("%s; retrying in %.1f s (%d/%d)", message, delay, attempt + 1, tries)
+        self.policy.sleep(delay)
+
+    def _summary(self, response: Response, detail: bool = True) -> str:
+        """The answer in one line; reads (some of) its body and closes it."""
+        try:
+            body = read_body(response, 65536) or b""
+        except TransportError:  # a broken body must not hide the status
+            body = b""
+        response.close()
+        return error_summary(response, body, detail=detail)
+
+    def _error(self, response: Response, what: str) -> StoreError:
+        cls = NotFoundError if response.status == 404 else StoreError
+        return cls(f"registry {self.registry}: {what}: {self._summary(response)}")
 
 
 def _media_type(content_type: str | None) -> str:
@@ -582,9 +718,6 @@ class _UploadBody:
             self._file = None
 
 
-_READ_ERRORS = (urllib3.exceptions.HTTPError, requests.RequestException, OSError)
-
-
 class _Download(io.RawIOBase):
     """The body of a blob GET as a stream. A connection dropped midway is resumed
     with a ``Range`` request from where it broke (a bounded number of times)."""
@@ -595,8 +728,8 @@ class _Download(io.RawIOBase):
         self._digest = digest
         self._offset = 0
         self._resumes = 0
-        self._response: requests.Response | None = store._get_blob(digest, 0)
-        length = self._response.headers.get("Content-Length")
+        self._response: Response | None = store._get_blob(digest, 0)
+        length = self._response.header("Content-Length")
         if size is not None and length and length.isdigit() and int(length) != size:
             self._response.close()
             raise DigestMismatchError(
@@ -619,8 +752,8 @@ class _Download(io.RawIOBase):
             if self._response is None:
                 return b""
             try:
-                data = self._response.raw.read(n, decode_content=True)
-            except _READ_ERRORS as e:
+                data = self._response.read(n)
+            except TransportError as e:
                 self._resume(e)
                 continue
             if data:
@@ -640,7 +773,7 @@ class _Download(io.RawIOBase):
 
     def _resume(self, error: BaseException) -> None:
         store = self._store
-        reason = describe_exception(error)
+        reason = str(error)
         if self._response is not None:
             self._response.close()
             self._response = None

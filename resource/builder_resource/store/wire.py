@@ -1,42 +1,32 @@
 """The distribution API's small pure pieces: repository names, references, Link
-pagination and ``WWW-Authenticate`` challenges.
-
-No HTTP library and no dataclasses here: the registry client (``registry.py``,
-``auth.py``) and check's light client (``light.py``) share these, and check must
-not pay for importing requests to parse a header. Even ``re`` is imported where
-a pattern is used (and ``re`` caches what it compiles): check's common case needs
-none of them.
+pagination, and the one-line wording of a registry's error answer.
 """
 
 from __future__ import annotations
 
-from ..errors import ConfigError, StoreError
-from ..versions import DIGEST_PATTERN as _DIGEST
-from ..versions import TAG_PATTERN as _TAG
+import json
+import re
+from typing import Any
 
-#: Token lifetime assumed when the server gives none, and the floor the spec sets.
-MIN_TOKEN_SECONDS = 60
-#: Renew a token this long before it expires, so a request never carries a stale one.
-EXPIRY_MARGIN = 10
+from ..errors import ConfigError, StoreError
+from ..oci.references import is_digest, is_tag
 
 #: Docker Hub's names in image references, and the host its registry API answers on
 #: (docker and containers/image make the same substitution).
 DOCKER_HUB_NAMES = frozenset({"docker.io", "index.docker.io"})
 DOCKER_HUB_API = "registry-1.docker.io"
 
-_HOST = (
-    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
-    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$"
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
 )
-_NAME_COMPONENT = r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$"
-_LINK_NEXT = r'<([^>]*)>\s*;[^,]*?\brel\s*=\s*"?next"?'
+_NAME_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*?\brel\s*=\s*"?next"?', re.IGNORECASE)
 
 
 def parse_repository(repository: str) -> tuple[str, str]:
     """``host[:port]/path`` → (host[:port], path), refusing what the distribution
     API would refuse later with a less readable message."""
-    import re
-
     text = repository.strip()
     if "://" in text:
         raise ConfigError(
@@ -44,12 +34,12 @@ def parse_repository(repository: str) -> tuple[str, str]:
             "(insecure: true allows plain HTTP)"
         )
     host, sep, name = text.partition("/")
-    if not sep or not name or not re.match(_HOST, host):
+    if not sep or not name or not _HOST.fullmatch(host):
         raise ConfigError(f"repository {text!r}: expected host[:port]/path")
     if "@" in name or ":" in name:
         raise ConfigError(f"repository {text!r}: must not carry a tag or digest")
     for part in name.split("/"):
-        if not re.match(_NAME_COMPONENT, part):
+        if not _NAME_COMPONENT.fullmatch(part):
             raise ConfigError(
                 f"repository {text!r}: invalid path component {part!r} "
                 "(lower-case letters and digits, separated by '.', '_', '__' or '-')"
@@ -80,9 +70,7 @@ def probe_schemes(registry: str, insecure: bool) -> tuple[str, ...]:
 
 def check_reference(reference: str) -> str:
     """A tag or a sha256 digest; anything else would be spliced into a URL."""
-    import re
-
-    if re.match(_DIGEST, reference) or re.match(_TAG, reference):
+    if is_digest(reference) or is_tag(reference):
         return reference
     raise StoreError(f"invalid tag or digest {reference!r}")
 
@@ -91,78 +79,57 @@ def next_link(header: str | None) -> str | None:
     """The target of ``Link: <url>; rel="next"``, if any."""
     if not header:
         return None
-    import re
-
-    match = re.search(_LINK_NEXT, header, re.IGNORECASE)
+    match = _LINK_NEXT.search(header)
     return match.group(1) if match else None
 
 
-def repository_scope(name: str, *actions: str) -> str:
-    return f"repository:{name}:{','.join(actions)}"
+def error_summary(response: Any, body: bytes, limit: int = 300, detail: bool = True) -> str:
+    """``<status> <CODE>: <message> (<detail>)`` from a registry answer (its
+    ``status``, ``reason`` and ``body``). The body "MAY be in any format": JSON
+    ``{"errors": [...]}`` is read when present, otherwise the first line of text is
+    quoted; nothing here ever fails. ``detail`` off drops the ``detail`` members
+    (for a 401 they only list the scopes)."""
+    parts = [str(response.status)]
+    text = _describe_errors(body, detail)
+    if not text and body:
+        first = body.decode("utf-8", "replace").strip().splitlines()
+        text = first[0].strip() if first else ""
+    text = text or response.reason or ""
+    if text:
+        parts.append(text)
+    line = " ".join(parts)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-class Challenge:
-    """One challenge of a ``WWW-Authenticate`` header: ``Bearer realm=...``.
-    Immutable by convention; equal when scheme and params are."""
-
-    __slots__ = ("scheme", "params")
-
-    def __init__(self, scheme: str, params: dict[str, str] | None = None) -> None:
-        self.scheme = scheme  # lower case: "basic" or "bearer" (others are kept but unused)
-        self.params: dict[str, str] = {} if params is None else params
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Challenge):
-            return NotImplemented
-        return (self.scheme, self.params) == (other.scheme, other.params)
-
-    __hash__ = None  # type: ignore[assignment]  # params is a dict
-
-    def __repr__(self) -> str:
-        return f"Challenge(scheme={self.scheme!r}, params={self.params!r})"
+def _errors(body: bytes) -> list[Any]:
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return []
+    errors = data.get("errors") if isinstance(data, dict) else None
+    return errors if isinstance(errors, list) else []
 
 
-_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_SCHEME = rf"\s*({_TOKEN})(?=\s|$|,)"
-# Unquoted values are read up to a comma or space: lenient about realms like
-# ``realm=https://a/t`` that some servers send unquoted.
-_PARAM = rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))\s*,?'
+def _describe_errors(body: bytes, with_detail: bool = True) -> str:
+    out = []
+    for item in _errors(body)[:3]:
+        if not isinstance(item, dict):
+            continue
+        code = str(item.get("code") or "").strip()
+        message = str(item.get("message") or "").strip()
+        detail = item.get("detail")
+        piece = ": ".join(p for p in (code, message) if p)
+        if with_detail and detail not in (None, "", [], {}):
+            shown = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
+            piece += f" ({shown[:120]})"
+        if piece:
+            out.append(piece)
+    return "; ".join(out)
 
 
-def parse_challenges(header: str) -> list[Challenge]:
-    """Every challenge of a ``WWW-Authenticate`` value. Commas inside quoted values
-    (``scope="repository:a:pull,push"``) stay where they belong."""
-    import re
-
-    out: list[Challenge] = []
-    pos = 0
-    header = header or ""
-    scheme_pattern, param_pattern = re.compile(_SCHEME), re.compile(_PARAM)
-    while pos < len(header):
-        while pos < len(header) and header[pos] in " ,":
-            pos += 1
-        scheme = scheme_pattern.match(header, pos)
-        if not scheme:
-            break
-        pos = scheme.end()
-        params: dict[str, str] = {}
-        while True:
-            param = param_pattern.match(header, pos)
-            if not param:
-                break
-            # A token followed by a space and another token is the next scheme.
-            value = param.group(2)
-            value = re.sub(r"\\(.)", r"\1", value) if value is not None else param.group(3)
-            params[param.group(1).lower()] = value
-            pos = param.end()
-        out.append(Challenge(scheme.group(1).lower(), params))
-    return out
-
-
-def pick_challenge(challenges: list[Challenge]) -> Challenge | None:
-    """The challenge a client answers: Bearer before Basic; None for others."""
-    for scheme in ("bearer", "basic"):
-        for challenge in challenges:
-            if challenge.scheme == scheme:
-                return challenge
+def error_code(body: bytes) -> str | None:
+    """The first ``errors[].code`` of a registry answer, if it has one."""
+    errors = _errors(body)
+    if errors and isinstance(errors[0], dict) and errors[0].get("code"):
+        return str(errors[0]["code"])
     return None
