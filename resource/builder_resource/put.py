@@ -13,8 +13,9 @@ from .building import git
 from .building.builders import Builder
 from .building.collect import collect
 from .building.command import run_build_command
-from .building.environment import prepare_build
-from .config import OutRequest, PutParams, Tag, parse_request
+from .building.credentials import RegistryLogin
+from .building.environment import BuildSettings, prepare_build
+from .config import OutRequest, PutParams, Source, Tag, parse_request
 from .errors import ConfigError, StoreError
 from .oci.manifest import image_config_summary
 from .oci.prepare import prepare_image
@@ -44,7 +45,8 @@ def run(payload: Any, sources: Path, env: dict[str, str]) -> dict[str, Any]:
     store = open_store(**source.store_settings(), env=env, lean=True)
     _refuse_existing(store, tag)
 
-    with prepare_build(source, {**source.env, **params.env}, env) as (builder, build_env):
+    settings = build_settings(source)
+    with prepare_build(settings, {**source.env, **params.env}, env) as (builder, build_env):
         run_build_command(params.command or source.command, context, build_env)
         output = context / (params.output or source.output)
         _save_images(builder, source.images, output, build_env)
@@ -103,6 +105,13 @@ def _metadata(
     if revision:
         metadata.append({"name": "revision", "value": revision})
     return metadata
+
+
+def build_settings(source: Source) -> BuildSettings:
+    registries = [
+        RegistryLogin(r.host, r.username, r.password.get_secret_value()) for r in source.registries
+    ]
+    return BuildSettings(source.builder, source.debug, tuple(source.ca_certs), tuple(registries))
 
 
 def _context(sources: Path, relative: str) -> Path:

@@ -21,6 +21,7 @@ from .errors import ImageError
 from .oci import media_types as mt
 from .oci.blobs import BlobSource, BytesBlob
 from .oci.descriptor import Descriptor
+from .oci.files_layer import FILES_ROOT, FilesLayer
 from .oci.manifest import Index, build_index, build_manifest
 from .oci.prepare import PreparedImage
 
@@ -36,10 +37,9 @@ FILES_BYTES = f"{PREFIX}.files.bytes"
 TITLE = "org.opencontainers.image.title"
 ORAS_UNPACK = "io.deis.oras.content.unpack"
 ORAS_DIGEST = "io.deis.oras.content.digest"
+
+
 #: The directory get writes the output into, and the name of the files tar's root.
-FILES_ROOT = "release"
-
-
 @dataclass(frozen=True)
 class ReleaseImage:
     name: str  # the archive's path in the output directory, without ".tar"
@@ -47,14 +47,6 @@ class ReleaseImage:
     image: PreparedImage
     repo_tags: tuple[str, ...] = ()
     platform: dict[str, str] | None = None
-
-
-@dataclass(frozen=True)
-class FilesLayer:
-    blob: BlobSource  # gzip tar of the output directory, images left out
-    uncompressed_digest: str
-    count: int
-    size: int
 
 
 @dataclass(frozen=True)

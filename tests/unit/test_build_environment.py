@@ -22,17 +22,17 @@ import pytest
 
 from builder_resource.building import privileges
 from builder_resource.building.buildah import Buildah
-from builder_resource.building.certificates import (
+from builder_resource.building.credentials import RegistryLogin, auth_key, docker_config
+from builder_resource.building.environment import BuildSettings, prepare_build
+from builder_resource.building.img import Img
+from builder_resource.certificates import (
     SystemStore,
     install_into_system_store,
     trust_extra_cas,
+    trusted_certificates,
     wants_system_install,
 )
-from builder_resource.building.credentials import auth_key, docker_config
-from builder_resource.building.environment import prepare_build
-from builder_resource.building.img import Img
-from builder_resource.certificates import trusted_certificates
-from builder_resource.config import RegistryCredential, Source
+from builder_resource.config import Source
 from builder_resource.errors import BuildError, ConfigError
 from fixtures.pki import make_ca
 
@@ -64,11 +64,14 @@ def system_store(tmp_path: Path) -> SystemStore:
     return SystemStore(local_dir=tmp_path / "local", bundle=bundle, update=("false",))
 
 
-def source(**fields) -> Source:
-    return Source(repository="/tmp/store", **fields)
+def source(**fields) -> BuildSettings:
+    """The build's settings of a source with these fields, as put hands them over."""
+    from builder_resource.put import build_settings
+
+    return build_settings(Source(repository="/tmp/store", **fields))
 
 
-def prepare(src: Source, base: dict[str, str], store: SystemStore, **kwargs):
+def prepare(src: BuildSettings, base: dict[str, str], store: SystemStore, **kwargs):
     kwargs.setdefault("builder", Buildah())
     return prepare_build(
         src, kwargs.pop("user_env", {}), base, probe=lambda _: None, system_store=store, **kwargs
@@ -144,7 +147,7 @@ def test_auth_keys(host: str, key: str) -> None:
 
 
 def test_a_bad_registry_entry_is_named_without_its_password() -> None:
-    entry = RegistryCredential(host="r.example.org", username="a:b", password=PASSWORD)
+    entry = RegistryLogin(host="r.example.org", username="a:b", password=PASSWORD)
     with pytest.raises(ConfigError) as raised:
         docker_config([entry])
     assert "source.registries[0].username" in str(raised.value)

@@ -21,7 +21,7 @@ from ..oci.archive_read import ArchiveImage, read_image_archive
 from ..oci.blobs import FileSection
 from ..oci.compression import gzip_writer
 from ..oci.digest import HashingWriter
-from ..release import FILES_ROOT, FilesLayer
+from ..oci.files_layer import FILES_ROOT, FilesLayer
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,22 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import RegistryCredential
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """Credentials for a registry the build pulls from (``source.registries``)."""
+
+    host: str
+    username: str
+    password: str = field(repr=False)
+
 
 # docker/cli (and so img) looks Docker Hub's credentials up under this key.
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
@@ -44,7 +54,7 @@ def auth_key(host: str) -> str:
     return DOCKER_HUB_KEY if bare in DOCKER_HUB_HOSTS else bare
 
 
-def docker_config(registries: Sequence[RegistryCredential]) -> dict:
+def docker_config(registries: Sequence[RegistryLogin]) -> dict:
     auths: dict[str, dict[str, str]] = {}
     for i, registry in enumerate(registries):
         try:
@@ -53,12 +63,12 @@ def docker_config(registries: Sequence[RegistryCredential]) -> dict:
             raise ConfigError(f"source.registries[{i}].host: empty") from None
         if ":" in registry.username:
             raise ConfigError(f"source.registries[{i}].username: must not contain ':'")
-        secret = f"{registry.username}:{registry.password.get_secret_value()}"
+        secret = f"{registry.username}:{registry.password}"
         auths[key] = {"auth": base64.b64encode(secret.encode()).decode()}
     return {"auths": auths}
 
 
-def write_docker_config(directory: Path, registries: Sequence[RegistryCredential]) -> Path:
+def write_docker_config(directory: Path, registries: Sequence[RegistryLogin]) -> Path:
     """Write ``directory/config.json`` (mode 0600, in a 0700 directory) and
     return ``directory``, the value for ``DOCKER_CONFIG``."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -17,18 +17,28 @@ import logging
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from ..config import Source
+from ..certificates import SystemStore, trust_extra_cas
 from .builders import Builder, choose_builder
-from .certificates import SystemStore, trust_extra_cas
-from .credentials import write_docker_config
+from .credentials import RegistryLogin, write_docker_config
 from .privileges import refuse_img_in_user_namespace, require_namespaces
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """What the build takes of the pipeline's source, as plain values."""
+
+    builder: str | None = None  # "img" or "buildah"; None: the default for this machine
+    debug: bool = False
+    ca_certs: Sequence[str] = ()
+    registries: Sequence[RegistryLogin] = ()
 
 
 class PreparedBuild(NamedTuple):
@@ -46,7 +56,7 @@ def build_environment(base: Mapping[str, str], *layers: Mapping[str, str]) -> di
 
 @contextmanager
 def prepare_build(
-    source: Source,
+    settings: BuildSettings,
     user_env: Mapping[str, str],
     base: Mapping[str, str],
     *,
@@ -61,7 +71,7 @@ def prepare_build(
     ``probe`` (default :func:`require_namespaces`), ``system_store``,
     ``install_cas``, ``run`` and ``builder`` are for tests: a machine that runs
     them keeps its own CA store."""
-    chosen = builder or choose_builder(source.builder, debug=source.debug)
+    chosen = builder or choose_builder(settings.builder, debug=settings.debug)
     # Namespaces first: where none can be made, `privileged: true` is the one fix,
     # whichever builder was asked for.
     (probe or require_namespaces)(chosen.name)
@@ -71,13 +81,13 @@ def prepare_build(
     try:
         cas = trust_extra_cas(
             workdir / "ca",
-            source.ca_certs,
+            settings.ca_certs,
             base,
             system_store=system_store,
             install=install_cas,
             run=run,
         )
-        docker_config = write_docker_config(workdir / "docker", source.registries)
+        docker_config = write_docker_config(workdir / "docker", settings.registries)
         env = build_environment(
             base,
             chosen.environment(workdir / "builder"),
