@@ -481,7 +481,7 @@ class Bench:
         """The resource's gzip writer alone, in its Python, over the same layers."""
         code = (
             "import hashlib, json, sys, tarfile, time\n"
-            "from builder_resource.oci.compression import gzip_backend, gzip_writer\n"
+            "from builder_resource.oci.gzip_writer import gzip_backend, gzip_writer\n"
             "class Sink:\n"
             "    def __init__(self, f): self.f, self.h = f, hashlib.sha256()\n"
             "    def write(self, b): self.h.update(b); return self.f.write(b)\n"

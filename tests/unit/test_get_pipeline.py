@@ -432,7 +432,7 @@ def test_a_filling_reader_raises_the_downloads_error(tmp_path: Path) -> None:
 
 
 def test_read_ahead_keeps_order_and_hands_over_errors_after_the_data() -> None:
-    from builder_resource.oci.compression import ReadAhead
+    from builder_resource.oci.read_ahead import ReadAhead
 
     chunks = [bytes([n]) * 1000 for n in range(10)]
     source = iter(chunks)
@@ -450,7 +450,7 @@ def test_read_ahead_keeps_order_and_hands_over_errors_after_the_data() -> None:
 
 
 def test_read_ahead_stops_its_thread_on_close() -> None:
-    from builder_resource.oci.compression import ReadAhead
+    from builder_resource.oci.read_ahead import ReadAhead
 
     calls = 0
 
@@ -530,7 +530,7 @@ def test_a_refused_entry_while_the_layer_still_downloads_ends_the_get_promptly(
 
 def test_read_ahead_stays_within_its_depth_when_the_reader_is_slow() -> None:
     """Memory stays flat: a fast producer stops when the queue is full."""
-    from builder_resource.oci.compression import ReadAhead
+    from builder_resource.oci.read_ahead import ReadAhead
 
     calls = 0
 

@@ -13,8 +13,8 @@ import pytest
 
 from builder_resource.errors import DigestMismatchError
 from builder_resource.oci.blobs import BytesBlob, FileSection
-from builder_resource.oci.compression import GZIP_BLOCK
 from builder_resource.oci.digest import VerifyingReader
+from builder_resource.oci.gzip_writer import GZIP_BLOCK
 from builder_resource.oci.prepare import _gzip_layers, gzip_to_file
 from fixtures.archives import digest, layer_tar
 

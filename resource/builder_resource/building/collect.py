@@ -19,9 +19,9 @@ from pathlib import Path
 from ..errors import BuildError
 from ..oci.archive_read import ArchiveImage, read_image_archive
 from ..oci.blobs import FileSection
-from ..oci.compression import gzip_writer
 from ..oci.digest import HashingWriter
 from ..oci.files_layer import FILES_ROOT, FilesLayer
+from ..oci.gzip_writer import gzip_writer
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from ..errors import ImageError
 from . import media_types as mt
 from .archive_read import ArchiveImage
 from .blobs import BlobSource, FileSection
-from .compression import GZIP_BLOCK, BlockGzipWriter, gzip_backend
 from .descriptor import Descriptor
 from .digest import HashingWriter, VerifyingReader, sha256_digest
+from .gzip_writer import GZIP_BLOCK, BlockGzipWriter, gzip_backend
 from .manifest import ImageManifest, build_manifest
 
 log = logging.getLogger(__name__)

@@ -62,7 +62,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ImageError
-from .compression import ReadAhead, decompressing_reader, sniff
+from .compression import decompressing_reader, sniff
+from .read_ahead import ReadAhead
 from .tar_stream import (
     BLKTYPE,
     CHRTYPE,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from builder_resource.oci import compression
-from builder_resource.oci.compression import (
+from builder_resource.oci import gzip_writer as writer_module
+from builder_resource.oci.gzip_writer import (
     GZIP_HEADER,
     BlockGzipWriter,
     crc32_combine,
@@ -91,7 +91,7 @@ def test_the_shared_pool_gives_the_same_bytes_as_a_private_one() -> None:
     again = io.BytesIO()
     with BlockGzipWriter(again) as gz:  # type: ignore[arg-type]
         gz.write_from(io.BytesIO(data))
-    private = compress(data, "odd", 1, block=compression.GZIP_BLOCK)
+    private = compress(data, "odd", 1, block=writer_module.GZIP_BLOCK)
     assert first.getvalue() == again.getvalue() == private
     assert gzip.decompress(private) == data
 
@@ -109,7 +109,7 @@ def test_gzip_t_accepts_it(tmp_path: Path) -> None:
 
 def test_the_zlib_fallback_is_deterministic_too(monkeypatch: pytest.MonkeyPatch) -> None:
     data = sample(4)[:600_000]
-    monkeypatch.setattr(compression, "_fast_zlib", None)
+    monkeypatch.setattr(writer_module, "_fast_zlib", None)
     outputs = {compress(data, how, w) for how in ("once", "odd") for w in (1, 3)}
     assert len(outputs) == 1
     out = outputs.pop()
@@ -119,7 +119,7 @@ def test_the_zlib_fallback_is_deterministic_too(monkeypatch: pytest.MonkeyPatch)
 @pytest.mark.parametrize("fast", [True, False])
 def test_crc32_combine(monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
     if not fast:
-        monkeypatch.setattr(compression, "_fast_zlib", None)
+        monkeypatch.setattr(writer_module, "_fast_zlib", None)
     rng = random.Random(5)
     for a_len, b_len in [(0, 0), (1, 0), (0, 7), (3, 5000), (100, 1 << 20), (70_000, 3)]:
         a, b = rng.randbytes(a_len), rng.randbytes(b_len)
