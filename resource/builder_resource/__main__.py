@@ -1,11 +1,11 @@
 import sys
 
-from . import collector
+from . import gc_pacing
 
-collector.pace()
+gc_pacing.pace()
 
-from .cli import main  # noqa: E402 - after the collector is paced
+from .cli import main  # noqa: E402 - after the garbage collector is paced
 
 code = main(sys.argv[1:])
-collector.freeze_before_exit()
+gc_pacing.freeze_before_exit()
 sys.exit(code)

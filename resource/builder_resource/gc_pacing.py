@@ -1,6 +1,5 @@
-"""How the entry points pace Python's garbage collector. One policy for the two
-processes (``__main__`` for in/out, ``fastcheck`` for check); never applied when
-the package is imported by tests or other code.
+"""How the process entry (``__main__``) paces Python's garbage collector; never
+applied when the package is imported by tests or other code.
 
 Importing pydantic and the models creates some hundred thousand objects, none of
 them garbage; the collector's default pace (a pass every 700 allocations) walks
