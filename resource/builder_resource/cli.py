@@ -97,6 +97,8 @@ def _parse(text: str) -> Any:
         return json.loads(text)
     except ValueError as e:
         raise ConfigError(f"request: stdin is not valid JSON ({e})") from None
+    except RecursionError:
+        raise ConfigError("request: stdin nests JSON too deeply to be a request") from None
 
 
 def _wants_debug(payload: Any) -> bool:

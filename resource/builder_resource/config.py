@@ -12,6 +12,7 @@ import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -43,6 +44,16 @@ class RegistryCredential(Model):
     password: SecretStr
 
 
+def _variable_name(name: str) -> str:
+    if not name or "=" in name:
+        raise ValueError("a variable's name may not be empty or hold `=`")
+    return name
+
+
+#: An environment variable's name, as execve can carry it.
+EnvName = Annotated[str, AfterValidator(_variable_name)]
+
+
 class Source(Model):
     repository: Annotated[str, StringConstraints(min_length=1)]
     username: str | None = None
@@ -54,7 +65,7 @@ class Source(Model):
     output: str = "release"
     images: list[str] = Field(default_factory=list)
     builder: Literal["img", "buildah"] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[EnvName, str] = Field(default_factory=dict)
     tag_regex: str | None = None
     debug: bool = False
 
@@ -72,6 +83,18 @@ class Source(Model):
     @classmethod
     def _relative(cls, value: str) -> str:
         return relative_path(value)
+
+    @field_validator("repository")
+    @classmethod
+    def _fits_a_path(cls, value: str) -> str:
+        """A directory's name must fit the kernel's limits (PATH_MAX, NAME_MAX), a
+        registry's the distribution spec's (255 for host and path in all)."""
+        local = value.startswith(("/", "file://"))
+        if len(value) > (4095 if local else 255 + len("https://")):
+            raise ValueError("too long for a repository")
+        if local and any(len(part.encode()) > 255 for part in value.split("/")):
+            raise ValueError("a path component is longer than 255 bytes")
+        return value
 
     @model_validator(mode="after")
     def _pairs(self) -> Source:
@@ -106,7 +129,7 @@ class PutParams(Model):
     context: str
     command: str | None = None
     output: str | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[EnvName, str] = Field(default_factory=dict)
     version: Tag | None = None
     version_file: str | None = None
 
@@ -157,6 +180,7 @@ def parse_request(model: type[M], payload: Any) -> M:
     """Validate a request; ``source: null`` and absent params count as ``{}``."""
     if not isinstance(payload, dict):
         raise ConfigError("request: expected a JSON object on stdin")
+    _refuse_nul(payload, "")
     data = dict(payload)
     if data.get("source") is None:
         data["source"] = {}
@@ -166,6 +190,23 @@ def parse_request(model: type[M], payload: Any) -> M:
         return model.model_validate(data)
     except ValidationError as e:
         raise ConfigError(describe(e)) from None
+
+
+def _refuse_nul(value: Any, path: str) -> None:
+    """No string of a request may hold a NUL byte: no path, argument or environment
+    variable can carry one, and each would fail later with an error naming nothing."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ConfigError(f"{path or 'request'}: contains a NUL byte")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                raise ConfigError(f"{path or 'request'}: a key contains a NUL byte")
+            _refuse_nul(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_nul(item, f"{path}.{index}")
 
 
 def describe(error: ValidationError) -> str:

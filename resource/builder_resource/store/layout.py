@@ -38,6 +38,10 @@ class LayoutStore:
         if not self.root.is_absolute():
             raise StoreError(f"{path}: a local store must be an absolute path")
         self.location = str(self.root)
+        existing = next(p for p in (self.root, *self.root.parents) if p.exists())
+        if not existing.is_dir():
+            where = "" if existing == self.root else f" ({existing})"
+            raise StoreError(f"{self.location}: not a directory{where}")
 
     # -- blobs ------------------------------------------------------------------
     def _blob_path(self, digest: str) -> Path:
