@@ -114,8 +114,18 @@ def build_settings(source: Source) -> BuildSettings:
     return BuildSettings(source.builder, source.debug, tuple(source.ca_certs), tuple(registries))
 
 
+def _inside(sources: Path, relative: str, field: str) -> Path:
+    """``relative`` resolved, symlinks included, and refused unless it stays
+    inside ``sources`` ($1): a put reads and builds only what its inputs hold."""
+    top = sources.resolve()
+    path = (top / relative).resolve()
+    if not path.is_relative_to(top):
+        raise ConfigError(f"{field}: {relative} is outside the put's directory {sources}")
+    return path
+
+
 def _context(sources: Path, relative: str) -> Path:
-    context = (sources / relative).resolve()
+    context = _inside(sources, relative, "params.context")
     if not context.is_dir():
         raise ConfigError(f"params.context: {relative} is not a directory in {sources}")
     return context
@@ -125,7 +135,7 @@ def _tag(sources: Path, params: PutParams, now: datetime, revision: str | None) 
     if params.version:
         return params.version
     if params.version_file:
-        path = sources / params.version_file
+        path = _inside(sources, params.version_file, "params.version_file")
         try:
             text = path.read_text().strip()
         except OSError as e:
@@ -138,11 +148,19 @@ def _tag(sources: Path, params: PutParams, now: datetime, revision: str | None) 
             return TypeAdapter(Tag).validate_python(text)
         except ValidationError:
             raise ConfigError(
-                f"params.version_file: {params.version_file} holds {text[:60]!r}, not a valid tag"
+                f"params.version_file: {params.version_file} holds {_what(text)}, not a valid tag"
             ) from None
     from .versions import default_tag
 
     return default_tag(now, revision)
+
+
+def _what(text: str) -> str:
+    """A version file's content, quoted only where it could have been a tag (one
+    short line): an error never shows more of a file than that."""
+    if "\n" not in text and len(text) <= 128 and text.isprintable():
+        return repr(text)
+    return f"{len(text.splitlines())} lines, {len(text)} characters"
 
 
 def _refuse_existing(store: Store, tag: str) -> None:
