@@ -35,13 +35,15 @@ import logging
 import os
 import re
 import ssl
-import subprocess
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import BuildError, ConfigError
+
+if TYPE_CHECKING:
+    import subprocess
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,8 @@ def ca_bundle_file(ca_certs: Sequence[str]) -> str:
     path = _bundles.get(key)
     if path and os.path.exists(path):
         return path
+    import tempfile  # here: check, which reads certificates too, rarely needs a bundle
+
     fd, path = tempfile.mkstemp(prefix="builder-ca-", suffix=".pem")
     with os.fdopen(fd, "w") as f:
         f.write(public_bundle())
@@ -147,7 +151,7 @@ INSTALL_VARIABLE = "BUILDER_RESOURCE_INSTALL_CAS"
 BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO")
 NODE_VARIABLE = "NODE_EXTRA_CA_CERTS"
 
-Runner = Callable[..., subprocess.CompletedProcess]
+Runner = Callable[..., "subprocess.CompletedProcess"]
 
 
 @dataclass(frozen=True)
@@ -167,10 +171,13 @@ def wants_system_install(env: Mapping[str, str], euid: int | None = None) -> boo
 
 
 def install_into_system_store(
-    pems: Sequence[str], store: SystemStore = SystemStore(), run: Runner = subprocess.run
+    pems: Sequence[str], store: SystemStore = SystemStore(), run: Runner | None = None
 ) -> list[Path]:
     """Write each CA as ``<local_dir>/concourse-builder-img-<hash>.crt`` (named by
     content, so a second put adds nothing) and rebuild the system bundle."""
+    import subprocess  # here: only a put running as root installs CAs
+
+    run = run or subprocess.run
     store.local_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for pem in pems:
@@ -225,7 +232,7 @@ def trust_extra_cas(
     *,
     system_store: SystemStore | None = None,
     install: bool | None = None,
-    run: Runner = subprocess.run,
+    run: Runner | None = None,
 ) -> dict[str, str]:
     """Do both, and return the variables for the build; nothing at all when
     there are no extra CAs. ``install`` defaults to :func:`wants_system_install`."""

@@ -11,10 +11,11 @@ import json
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 USAGE = "usage: python -m builder_resource check | in <dir> | out <dir>"
 
@@ -56,6 +57,8 @@ def _dispatch(step: str, args: list[str], payload: Any) -> Any:
         return check.run(payload, env)
     if len(args) != 1:
         raise ConfigError(f"{step}: expected one argument, the directory (got {len(args)})")
+    from pathlib import Path
+
     directory = Path(args[0])
     run: Callable[[Any, Path, dict[str, str]], Any]
     if step == "in":
@@ -120,6 +123,8 @@ def _report(error: Exception, debug: bool) -> int:
     from .errors import ResourceError
 
     if debug:
+        import traceback
+
         traceback.print_exception(error, file=sys.stderr)
     if isinstance(error, ResourceError):
         message = str(error)

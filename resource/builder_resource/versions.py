@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 #: Semantic versions: semver.org's pattern with ASCII digits, anchored at both ends,
 #: and an optional leading ``v``.
