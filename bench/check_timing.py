@@ -1,5 +1,5 @@
 """How long ``opt/resource/check`` takes with the cursor at the newest of N tags,
-against ``skopeo list-tags`` on the same registry (issue 6: check ≤ 50 ms wall from
+against ``skopeo list-tags`` on the same registry (issue 11: check ≤ 100 ms wall from
 process start; skopeo's list-tags is the yardstick).
 
     python3 bench/check_timing.py [--runs 20] [--tags 200] [--setups plain,layout,...]
