@@ -20,6 +20,7 @@ from .errors import ConfigError, StoreError
 from .oci.manifest import image_config_summary
 from .oci.prepare import prepare_image
 from .publish import publish
+from .stale import remove_stale
 from .store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ BUILD_ANNOTATIONS = {
 def run(payload: Any, sources: Path, env: dict[str, str]) -> dict[str, Any]:
     request = parse_request(OutRequest, payload)
     source, params = request.source, request.params
+    for killed in ("builder-put-*", "builder-build-*"):
+        remove_stale(Path(tempfile.gettempdir()), killed)
     context = _context(sources, params.context)
     now = datetime.now(UTC)
     revision = git.revision(context)

@@ -24,6 +24,7 @@ from ..oci.blobs import BlobSource, open_section
 from ..oci.descriptor import Descriptor, parse_json
 from ..oci.digest import CHUNK, VerifyingReader, hex_of, sha256_digest, verify_bytes
 from ..oci.references import is_digest
+from ..stale import remove_stale
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
@@ -38,6 +39,7 @@ class LayoutStore:
         if not self.root.is_absolute():
             raise StoreError(f"{path}: a local store must be an absolute path")
         self.location = str(self.root)
+        self._swept = False
         existing = next(p for p in (self.root, *self.root.parents) if p.exists())
         if not existing.is_dir():
             where = "" if existing == self.root else f" ({existing})"
@@ -133,6 +135,9 @@ class LayoutStore:
     # -- index.json ---------------------------------------------------------------
     def _ensure(self) -> None:
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        if not self._swept:  # once per run: what a killed put left among the blobs
+            remove_stale(self.root / "blobs" / "sha256", ".tmp-*")
+            self._swept = True
         if not (self.root / "oci-layout").exists():
             _atomic_write(self.root / "oci-layout", LAYOUT)
         if not (self.root / "index.json").exists():
