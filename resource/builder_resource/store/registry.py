@@ -503,9 +503,9 @@ class RegistryStore:
             last = i == len(schemes) - 1
             url = f"{scheme}://{api_host(self.registry)}/v2/"
             try:
-                response = self._request(
-                    "GET", url, frozenset(), "GET /v2/", retry=last, auth=False
-                )
+                # Transient failures are retried on this scheme: a 5xx or a reset says
+                # nothing about the scheme; a TLS error or a 400 does.
+                response = self._request("GET", url, frozenset(), "GET /v2/", auth=False)
             except StoreError as e:
                 if last:
                     raise
