@@ -30,6 +30,17 @@ class NotFoundError(StoreError):
     """A manifest, tag or blob does not exist in the store."""
 
 
+class TagTakenError(StoreError):
+    """Another put tagged the version first: versions are immutable."""
+
+    def __init__(self, location: str, tag: str, holder: str) -> None:
+        super().__init__(
+            f"version {tag} was published to {location} by another put, as {holder}, "
+            "while this one ran; versions are immutable, so this put publishes nothing"
+        )
+        self.holder = holder
+
+
 class ImageError(ResourceError):
     """An image archive or layer is malformed, corrupt or hostile."""
 

@@ -1,7 +1,8 @@
 """Publishing an encoded release: blobs, then manifests, then the index, the tag last.
 
 A version is visible only once complete: if anything fails before the tag is
-written, check never sees it.
+written, check never sees it. Of two puts of one version, one tags it; the other
+fails (``Store.tag_once``).
 """
 
 from __future__ import annotations
@@ -19,5 +20,5 @@ def publish(store: Store, encoded: Encoded, tag: str) -> str:
     for content, media_type in encoded.manifests:
         store.push_manifest(content, media_type, sha256_digest(content))
     digest = store.push_manifest(encoded.index, mt.OCI_INDEX, sha256_digest(encoded.index))
-    store.push_manifest(encoded.index, mt.OCI_INDEX, tag)
+    store.tag_once(tag, encoded.index, mt.OCI_INDEX)
     return digest

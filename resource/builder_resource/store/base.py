@@ -39,6 +39,13 @@ class Store(Protocol):
         """Store a manifest under a digest or a tag; return its digest."""
         ...
 
+    def tag_once(self, tag: str, content: bytes, media_type: str) -> None:
+        """Tag a manifest, already pushed by digest, unless the tag exists: versions
+        are immutable. ``TagTakenError`` names the digest another put tagged. A layout
+        decides under its lock; a registry (distribution has no conditional PUT)
+        checks right before the write and reads the tag back after it."""
+        ...
+
     def get_manifest(self, reference: str) -> tuple[bytes, str]:
         """The exact bytes and media type of a manifest, by digest (verified) or tag.
         Raises ``NotFoundError`` when it does not exist."""

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import NotFoundError, StoreError
+from ..errors import NotFoundError, StoreError, TagTakenError
 from ..oci import media_types as mt
 from ..oci.blobs import BlobSource, open_section
 from ..oci.descriptor import Descriptor, parse_json
@@ -167,12 +167,21 @@ class LayoutStore:
                 tags[name] = descriptor
         return tags
 
-    def _set_tag(self, tag: str, descriptor: Descriptor) -> None:
+    def tag_once(self, tag: str, content: bytes, media_type: str) -> None:
+        digest = self.push_manifest(content, media_type, sha256_digest(content))
+        self._set_tag(tag, Descriptor(media_type, digest, len(content)), only_if_free=True)
+
+    def _set_tag(self, tag: str, descriptor: Descriptor, *, only_if_free: bool = False) -> None:
+        """Point ``tag`` at ``descriptor``; with ``only_if_free``, refuse a tag that
+        points elsewhere, deciding under the lock that every writer takes."""
         with self._locked():
             index = self._read_index()
-            kept = [
-                m for m in index["manifests"] if (m.get("annotations") or {}).get(REF_NAME) != tag
+            held = [
+                m for m in index["manifests"] if (m.get("annotations") or {}).get(REF_NAME) == tag
             ]
+            if only_if_free and held and held[-1].get("digest") != descriptor.digest:
+                raise TagTakenError(self.location, tag, str(held[-1].get("digest")))
+            kept = [m for m in index["manifests"] if m not in held]
             entry = descriptor.to_json()
             entry["annotations"] = {REF_NAME: tag}
             index["manifests"] = [*kept, entry]

@@ -35,7 +35,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from ..certificates import ca_bundle_file
-from ..errors import DigestMismatchError, ImageError, NotFoundError, StoreError
+from ..errors import DigestMismatchError, ImageError, NotFoundError, StoreError, TagTakenError
 from ..oci.blobs import BlobSource
 from ..oci.digest import CHUNK, VerifyingReader, check_digest, sha256_digest
 from ..oci.media_types import ALL_MANIFESTS, MANIFEST_ACCEPT
@@ -368,29 +368,35 @@ class RegistryStore:
             )
         return digest
 
+    def tag_once(self, tag: str, content: bytes, media_type: str) -> None:
+        """Distribution has no conditional PUT: check right before the write, read
+        the tag back after it. The loser of two puts whose writes cross fails here;
+        two writes that each land between the other's check and read-back cannot
+        be told apart (a window of one request's round trip, README)."""
+        digest = sha256_digest(content)
+        held = self.resolve_tag(tag)
+        if held is not None and held != digest:
+            raise TagTakenError(self.location, tag, held)
+        self.push_manifest(content, media_type, tag)
+        held = self.resolve_tag(tag)
+        if held != digest:
+            raise TagTakenError(self.location, tag, str(held))
+
     def get_manifest(self, reference: str) -> tuple[bytes, str]:
         check_reference(reference)
         what = f"GET manifest {reference}"
-        response = self._request(
-            "GET",
+        response, content = self._read(
             self._url("manifests", reference),
             self._pull,
             what,
             headers={"Accept": MANIFEST_ACCEPT},
             stream=True,
-            follow_redirects=True,
         )
         if response.status == 404:
             response.close()
             raise NotFoundError(f"manifest {reference} not found in {self.location}")
         if response.status != 200:
             raise self._error(response, what)
-        try:
-            content = read_body(response, MAX_MANIFEST)
-        except TransportError as e:
-            raise StoreError(f"registry {self.registry}: {what}: {e}") from None
-        finally:
-            response.close()
         if content is None:
             raise StoreError(f"registry {self.registry}: {what}: larger than {human(MAX_MANIFEST)}")
         media_type = _media_type(response.header("Content-Type"))
@@ -446,13 +452,14 @@ class RegistryStore:
                 raise StoreError(f"registry {self.registry}: tag listing does not end ({url})")
             seen.add(url)
             what = "list tags"
-            response = self._request("GET", url, self._pull, what, follow_redirects=True)
+            response, body = self._read(url, self._pull, what)
             if response.status == 404 and first:
+                response.close()
                 return []
             if response.status != 200:
                 raise self._error(response, what)
             try:
-                page = json.loads(read_body(response, MAX_MANIFEST) or b"").get("tags") or []
+                page = json.loads(body or b"").get("tags") or []
             except (ValueError, AttributeError):
                 raise StoreError(
                     f"registry {self.registry}: {what}: answer is not a tag list"
@@ -607,6 +614,37 @@ class RegistryStore:
                 attempt += 1
                 continue
             return response
+
+    def _read(
+        self,
+        url: str,
+        scopes: frozenset[str],
+        what: str,
+        *,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+    ) -> tuple[Response, bytes | None]:
+        """A GET and, for a 200, its whole body (None past ``MAX_MANIFEST``), read
+        inside the retries: a body cut short is as transient as a reset before it.
+        A 200 comes back closed; any other answer open, for the caller to judge."""
+        tries = self.policy.tries
+        for attempt in range(tries):
+            response = self._request(
+                "GET", url, scopes, what, headers=headers, stream=stream, follow_redirects=True
+            )
+            if response.status != 200:
+                return response, None
+            try:
+                return response, read_body(response, MAX_MANIFEST)
+            except TransportError as e:
+                message = f"registry {self.registry}: {what}: {e}"
+                if not e.transient or attempt + 1 >= tries:
+                    suffix = f" (gave up after {tries} tries)" if e.transient else ""
+                    raise StoreError(message + suffix) from None
+                self._pause(message, attempt, tries)
+            finally:
+                response.close()
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def _send(
         self,
