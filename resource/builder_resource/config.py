@@ -68,6 +68,11 @@ class Source(Model):
     env: dict[EnvName, str] = Field(default_factory=dict)
     tag_regex: str | None = None
     debug: bool = False
+    #: Issue 14: what put attaches and get and check verify (attest/).
+    sbom: bool = True
+    signing_key: SecretStr | None = None
+    signing_key_password: SecretStr | None = None
+    verify_keys: list[str] = Field(default_factory=list)
 
     @field_validator("tag_regex")
     @classmethod
@@ -100,6 +105,8 @@ class Source(Model):
     def _pairs(self) -> Source:
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
+        if self.signing_key_password is not None and self.signing_key is None:
+            raise ValueError("signing_key_password needs a signing_key")
         return self
 
     @property
@@ -150,6 +157,7 @@ class GetParams(Model):
     format: Literal["docker", "oci", "oci-layout"] = "docker"
     images: list[str] | None = None
     skip_download: bool = False
+    attestations: bool = False
 
 
 class CheckRequest(Model):

@@ -39,7 +39,7 @@ from .versions import order_tags
 #: Bump when the meaning of a cache entry changes.
 CACHE_FORMAT = 3
 #: Source keys whose string values are secrets: blanked out before hashing.
-SECRET_KEYS = ("password",)
+SECRET_KEYS = ("password", "signing_key", "signing_key_password")
 BLANK = "\0secret"
 #: Keys of a check request (``CheckRequest``'s fields).
 REQUEST_KEYS = frozenset({"source", "version"})
@@ -65,6 +65,8 @@ def answer(text: str, env: Mapping[str, str]) -> tuple[list[dict[str, str]], lis
         raise Fallback("source shape")
     if source.get("debug") is True:
         raise Fallback("debug")  # the full path logs and prints tracebacks
+    if source.get("verify_keys"):
+        raise Fallback("verify_keys")  # each version's signature is verified there
     cursor = plain_version(payload.get("version"))
 
     cache = Cache.for_env(env)

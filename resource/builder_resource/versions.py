@@ -18,6 +18,10 @@ SEMVER_PATTERN = (
     r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?\Z"
 )
 _SEMVER = re.compile(SEMVER_PATTERN)
+#: Tags that hold what is attached to a version, never versions themselves: the
+#: referrers tag schema's ``sha256-<hex>`` (distribution-spec, "Referrers Tag
+#: Schema") and cosign's ``sha256-<hex>.sig`` (and its ``.att``/``.sbom``).
+ATTACHMENT_TAG = re.compile(r"\Asha256-[0-9a-f]{64}(\.[a-z]+)?\Z")
 
 
 def parse_semver(tag: str) -> tuple[tuple[int, int, int], str | None] | None:
@@ -51,12 +55,14 @@ def semver_key(tag: str) -> tuple:
 def order_tags(tags: Iterable[str], tag_regex: str | None = None) -> list[str]:
     """The tags that are versions, oldest first: semver order when every one is a
     semantic version, else plain string order (default tags sort by time).
-    ``tag_regex`` is searched, not anchored, as registry-image-resource does."""
+    ``tag_regex`` is searched, not anchored, as registry-image-resource does.
+    Attachment tags (:data:`ATTACHMENT_TAG`) are never versions."""
+    tags = {t for t in tags if not ATTACHMENT_TAG.match(t)}
     if tag_regex:
         pattern = re.compile(tag_regex)
         chosen = sorted({t for t in tags if pattern.search(t)})
     else:
-        chosen = sorted(set(tags))
+        chosen = sorted(tags)
     if chosen and all(parse_semver(t) for t in chosen):
         chosen.sort(key=lambda t: (semver_key(t), t))
     return chosen

@@ -167,3 +167,14 @@ def test_parse_semver_agrees_with_the_pattern_on_random_tags() -> None:
         assert parse_semver(tag) == expected, tag
         valid += expected is not None
     assert valid > 1000  # the comparison reached the interesting cases
+
+
+def test_attachment_tags_are_never_versions() -> None:
+    """The referrers tag schema's ``sha256-<hex>`` and cosign's ``.sig`` hold what is
+    attached to a version (issue 14): check must not report them."""
+    hex64 = "ab" * 32
+    tags = ["1.0.0", f"sha256-{hex64}", f"sha256-{hex64}.sig", "1.1.0"]
+    assert order_tags(tags) == ["1.0.0", "1.1.0"]
+    assert order_tags(tags, tag_regex=".") == ["1.0.0", "1.1.0"]
+    # a tag that merely starts alike is still a version
+    assert order_tags(["sha256-abc", "sha256-x"]) == ["sha256-abc", "sha256-x"]
