@@ -30,6 +30,7 @@ from .oci.references import TAG_PATTERN as TAG
 M = TypeVar("M", bound=BaseModel)
 
 Tag = Annotated[str, StringConstraints(pattern=TAG)]
+Platform = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_.-]+/[a-z0-9_.-]+(/[a-z0-9_.-]+)?$")]
 
 
 class Model(BaseModel):
@@ -158,6 +159,8 @@ class GetParams(Model):
     images: list[str] | None = None
     skip_download: bool = False
     attestations: bool = False
+    #: a multi-platform image's platform for rootfs and format docker (default: get's own)
+    platform: Platform | None = None
 
 
 class CheckRequest(Model):

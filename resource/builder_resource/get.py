@@ -15,15 +15,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .config import GetParams, InRequest, parse_request
 from .errors import ConfigError, NotFoundError
-from .oci.archive_write import plan_image
+from .oci import media_types as mt
+from .oci.archive_write import plan_image, plan_index
 from .oci.descriptor import Descriptor
-from .oci.manifest import ImageManifest, image_config_summary
+from .oci.manifest import ImageManifest, Index, image_config_summary
+from .oci.platforms import choose, host_platform, platform_name, platforms_of
 from .oci.rootfs import apply_layers
 from .release import FILES_ROOT, StoredImage, StoredRelease, decode
 from .store import Store, open_store
@@ -45,6 +48,7 @@ def run(payload: Any, destination: Path, env: dict[str, str]) -> dict[str, Any]:
         ) from None
     release = decode(raw)
     selected = _select(release, params)
+    resolved = [] if params.skip_download else [_resolve(store, i, params) for i, _ in selected]
 
     destination.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".get-", dir=destination))
@@ -54,7 +58,7 @@ def run(payload: Any, destination: Path, env: dict[str, str]) -> dict[str, Any]:
         if not params.skip_download:
             _write_files(store, release, staging)
             reusing = ReusingStore(store)  # layers shared by images: downloaded once
-            for image, with_rootfs in selected:
+            for image, (_, with_rootfs) in zip(resolved, selected, strict=True):
                 _write_image(store, reusing, image, staging, params.format, with_rootfs)
         for child in sorted(staging.iterdir()):
             target = destination / child.name
@@ -66,6 +70,11 @@ def run(payload: Any, destination: Path, env: dict[str, str]) -> dict[str, Any]:
 
     metadata = [{"name": "tag", "value": version.tag}]
     metadata += [{"name": f"image {i.name}", "value": i.descriptor.digest} for i in release.images]
+    metadata += [
+        {"name": f"image {r.image.name} platform", "value": r.platform}
+        for r in resolved
+        if r.index is not None
+    ]
     return {"version": version.to_json(), "metadata": metadata}
 
 
@@ -82,6 +91,43 @@ def _select(release: StoredRelease, params: GetParams) -> list[tuple[StoredImage
             raise ConfigError(f"{key}: no image {', '.join(unknown)} in this version ({available})")
     names = list(dict.fromkeys([*wanted, *sorted(rootfs_names)]))
     return [(by_name[name], name in rootfs_names) for name in names]
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """An image to write, its manifests fetched: for a multi-platform image, the
+    chosen platform's manifest and every manifest its index lists."""
+
+    image: StoredImage
+    manifest: ImageManifest  # the one image of rootfs and format docker
+    index: Index | None = None
+    platform: str = ""  # the chosen platform, and its manifest's digest
+    platform_digest: str = ""
+    manifests: tuple[ImageManifest, ...] = ()
+
+
+def _resolve(store: Store, image: StoredImage, params: GetParams) -> _Resolved:
+    """Fetch an image's manifests, picking its platform if it has several: before
+    anything is written, so that a platform not there fails at once."""
+    raw, media_type = store.get_manifest(image.descriptor.digest)
+    if image.descriptor.media_type not in mt.INDEXES:
+        return _Resolved(image, ImageManifest.parse(raw, media_type))
+    index = Index.parse(raw)
+    wanted = params.platform or host_platform()
+    chosen = choose(index.manifests, wanted)
+    if chosen is None:
+        there = ", ".join(platforms_of(index.manifests))
+        origin = (
+            "params.platform"
+            if params.platform
+            else "the platform get runs on; set params.platform"
+        )
+        raise ConfigError(f"image {image.name} has no {wanted} ({origin}); it has {there}")
+    manifests = tuple(_manifest(store, child) for child in index.manifests)
+    manifest = manifests[index.manifests.index(chosen)]
+    return _Resolved(
+        image, manifest, index, platform_name(chosen.platform), chosen.digest, manifests
+    )
 
 
 def _opener(store: Store) -> Callable[[Descriptor], AbstractContextManager[BinaryIO]]:
@@ -109,7 +155,7 @@ def _write_files(store: Store, release: StoredRelease, staging: Path) -> None:
 def _write_image(
     store: Store,
     reusing: ReusingStore,
-    image: StoredImage,
+    resolved: _Resolved,
     staging: Path,
     fmt: str,
     with_rootfs: bool,
@@ -118,12 +164,19 @@ def _write_image(
     layers from those same bytes as they arrive: the next layers download while
     one is applied, and a layer that fails verification fails the apply (which
     then leaves nothing) and stops the downloads still running. A blob an
-    earlier image of this get already has is copied from there (and verified)."""
-    manifest = _manifest(store, image.descriptor)
+    earlier image of this get already has is copied from there (and verified).
+    A multi-platform image is written whole as ``oci`` and ``oci-layout``; as
+    ``docker`` (one image per archive), the chosen platform's."""
+    image, manifest = resolved.image, resolved.manifest
     archive = staging / FILES_ROOT / image.path
     archive.parent.mkdir(parents=True, exist_ok=True)
     log.info("writing image %s (%s) as %s", image.name, image.descriptor.digest, fmt)
-    planned = plan_image(archive, fmt, manifest, image.repo_tags)
+    if resolved.index is not None and fmt != "docker":
+        planned = plan_index(
+            archive, fmt, image.descriptor, resolved.index.raw, resolved.manifests, image.repo_tags
+        )
+    else:
+        planned = plan_image(archive, fmt, manifest, image.repo_tags)
     planned.create()
     fillings = {
         slot.descriptor.digest: Filling(
@@ -131,16 +184,22 @@ def _write_image(
         )
         for slot in planned.slots
     }
-    if with_rootfs:  # in the order the applier wants them
-        wanted = [manifest.config, *manifest.layers]
-        order = [fillings[d] for d in dict.fromkeys(d.digest for d in wanted)]
-    else:  # the long transfers first, so that they overlap the short ones
-        order = sorted(fillings.values(), key=lambda f: f.size, reverse=True)
+    # the long transfers first, so that they overlap the short ones
+    order = sorted(fillings.values(), key=lambda f: f.size, reverse=True)
+    if with_rootfs:  # the applied image's in the order the applier wants them, then the rest
+        wanted = dict.fromkeys(d.digest for d in [manifest.config, *manifest.layers])
+        order = [fillings[d] for d in wanted] + [f for f in order if f.digest not in wanted]
 
     folder = staging / "images" / image.name
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "digest").write_text(image.descriptor.digest)
     (folder / "ref").write_text(f"{store.location}@{image.descriptor.digest}")
+    if resolved.index is not None:
+        log.info(
+            "image %s: platform %s, %s", image.name, resolved.platform, resolved.platform_digest
+        )
+        (folder / "platform").write_text(resolved.platform)
+        (folder / "platform-digest").write_text(resolved.platform_digest)
     reused = sum(f.size for f in fillings.values() if reusing.has(f.digest))
     started = time.monotonic()
     with fetch_in_background(reusing, order) as fetch:  # type: ignore[arg-type]

@@ -17,8 +17,8 @@ from .building.credentials import RegistryLogin
 from .building.environment import BuildSettings, prepare_build
 from .config import OutRequest, PutParams, Source, Tag, parse_request
 from .errors import ConfigError, StoreError
-from .oci.manifest import image_config_summary
-from .oci.prepare import prepare_image
+from .oci.manifest import config_platform
+from .oci.prepare import PreparedImage, prepare
 from .publish import publish
 from .stale import remove_stale
 from .store import Store, open_store
@@ -81,12 +81,11 @@ def _release(output: Path, scratch: Path, annotations: dict[str, str]) -> rel.Re
     collected = collect(output, scratch)
     images = []
     for found in collected.images:
-        prepared = prepare_image(found.image, scratch)
-        with prepared.config.open() as f:
-            summary = image_config_summary(f.read(16 << 20))
-        platform = {"os": summary["os"], "architecture": summary["architecture"]}
-        if summary["variant"]:
-            platform["variant"] = summary["variant"]
+        prepared = prepare(found.image, scratch)
+        platform = None  # a multi-platform image: its index names each platform
+        if isinstance(prepared, PreparedImage):
+            with prepared.config.open() as f:
+                platform = config_platform(f.read(16 << 20))
         images.append(
             rel.ReleaseImage(found.name, found.path, prepared, found.image.repo_tags, platform)
         )
@@ -97,9 +96,12 @@ def _metadata(
     tag: str, release: rel.Release, builder: str, revision: str | None
 ) -> list[dict[str, str]]:
     metadata = [{"name": "tag", "value": tag}]
-    metadata += [
-        {"name": f"image {i.name}", "value": i.image.manifest_digest} for i in release.images
-    ]
+    for i in release.images:
+        metadata.append({"name": f"image {i.name}", "value": i.image.manifest_digest})
+        if i.image.platforms:
+            metadata.append(
+                {"name": f"image {i.name} platforms", "value": " ".join(i.image.platforms)}
+            )
     metadata += [
         {"name": "files", "value": str(release.files.count)},
         {"name": "files bytes", "value": str(release.files.size)},

@@ -3,7 +3,8 @@
 A version is one index (``artifactType`` marks it as a release):
 
 - one child manifest per image, exactly as the builder wrote it, annotated with
-  the image's name and its path in the output directory;
+  the image's name and its path in the output directory; a multi-platform image
+  is a child index, exactly as written, its platforms' manifests below it;
 - one artifact manifest (empty config) for every other file: one gzip tar layer,
   annotated the way ORAS expects a directory, so ``oras pull`` unpacks it too;
 - annotations on the index: created, version, revision, source, and the
@@ -23,7 +24,7 @@ from .oci.blobs import BlobSource, BytesBlob
 from .oci.descriptor import Descriptor
 from .oci.files_layer import FILES_ROOT, FilesLayer
 from .oci.manifest import Index, build_index, build_manifest
-from .oci.prepare import PreparedImage
+from .oci.prepare import PreparedImage, PreparedIndex
 
 RELEASE_TYPE = "application/vnd.concourse-builder-img.release.v1+json"
 FILES_TYPE = "application/vnd.concourse-builder-img.files.v1"
@@ -44,9 +45,9 @@ ORAS_DIGEST = "io.deis.oras.content.digest"
 class ReleaseImage:
     name: str  # the archive's path in the output directory, without ".tar"
     path: str  # the archive's path in the output directory
-    image: PreparedImage
+    image: PreparedImage | PreparedIndex  # an index: a multi-platform image, kept whole
     repo_tags: tuple[str, ...] = ()
-    platform: dict[str, str] | None = None
+    platform: dict[str, str] | None = None  # None for a multi-platform image
 
 
 @dataclass(frozen=True)
@@ -87,20 +88,20 @@ def encode(release: Release) -> Encoded:
     manifests: list[tuple[bytes, str]] = []
     blobs: dict[str, BlobSource] = {}
     for item in release.images:
-        manifest = item.image.manifest
+        image = item.image
         annotations = {ROLE: "image", IMAGE_NAME: item.name, IMAGE_PATH: item.path}
         if item.repo_tags:
             annotations[IMAGE_REPO_TAGS] = json.dumps(list(item.repo_tags))
         children.append(
             Descriptor(
-                manifest.media_type,
-                BytesBlob(manifest.raw).digest,
-                len(manifest.raw),
+                image.media_type,
+                image.manifest_digest,
+                len(image.raw),
                 annotations,
                 platform=item.platform,
             )
         )
-        manifests.append((manifest.raw, manifest.media_type))
+        manifests.extend(image.manifests)
         for blob in item.image.blobs:
             blobs.setdefault(blob.digest, blob)
     files_blob = BytesBlob(files_manifest)

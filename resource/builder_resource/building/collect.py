@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BuildError
-from ..oci.archive_read import ArchiveImage, read_image_archive
+from ..oci.archive_read import ArchiveImage, ArchiveIndex, read_image_archive
 from ..oci.blobs import FileSection
 from ..oci.digest import HashingWriter
 from ..oci.files_layer import FILES_ROOT, FilesLayer
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class FoundImage:
     name: str
     path: str  # relative to the output directory
-    image: ArchiveImage
+    image: ArchiveImage | ArchiveIndex  # an index: a multi-platform image
 
 
 @dataclass(frozen=True)

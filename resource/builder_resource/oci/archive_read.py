@@ -25,9 +25,10 @@ from ..errors import ImageError
 from . import media_types as mt
 from .blobs import BlobSource, FileSection
 from .compression import sniff
-from .descriptor import parse_json
+from .descriptor import Descriptor, parse_json
 from .digest import CHUNK, check_digest, sha256_digest
-from .manifest import ImageManifest, Index
+from .manifest import ImageManifest, Index, config_platform
+from .platforms import is_runnable, platform_name, platforms_of
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,18 @@ class ArchiveImage:
     repo_tags: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class ArchiveIndex:
+    """A multi-platform image read from an archive: one image per platform."""
+
+    kind: str  # "oci-archive", "dual" or "docker-archive"
+    raw: bytes | None  # the index's exact bytes; None where the archive holds no index blob
+    media_type: str
+    #: each image with its entry in the index (None for a docker-archive set's images)
+    images: tuple[tuple[Descriptor | None, ArchiveImage], ...]
+    repo_tags: tuple[str, ...]
+
+
 def looks_like_tar(path: Path) -> bool:
     """Cheap test before opening: a POSIX/GNU tar has 'ustar' at offset 257."""
     try:
@@ -62,11 +75,12 @@ def looks_like_tar(path: Path) -> bool:
     return len(head) >= 262 and head[257:262] == b"ustar"
 
 
-def read_image_archive(path: Path) -> ArchiveImage | None:
-    """The image in ``path``, or None when it is not a single-image archive.
+def read_image_archive(path: Path) -> ArchiveImage | ArchiveIndex | None:
+    """The image in ``path`` (one platform, or an index of several), or None when
+    it is not an image archive.
 
-    A tar that is an image archive but holds several images is not taken as an
-    image: it is logged and left to be stored as a plain file.
+    A tar that is an image archive but holds several unrelated images is not taken
+    as an image: it is logged and left to be stored as a plain file.
     """
     if not looks_like_tar(path):
         return None
@@ -152,10 +166,18 @@ class _ArchiveReader:
         return self.section(f"blobs/{algorithm}/{hexpart}", digest)
 
     # -- OCI layout (oci-archive and dual) -------------------------------------
-    def read_layout(self) -> ArchiveImage | None:
+    def read_layout(self) -> ArchiveImage | ArchiveIndex | None:
         index = Index.parse(self.read("index.json"))
+        kind = "dual" if "manifest.json" in self.members else "oci-archive"
+        repo_tags = self._repo_tags() or tuple(
+            name for d in index.manifests if (name := d.annotations.get(REF_NAME))
+        )
         digests = {d.digest for d in index.manifests}
         if len(digests) != 1:
+            if _one_per_platform(index.manifests):
+                # index.json itself lists one image per platform: no index blob to keep
+                images = tuple((d, self._read_image(d, kind, ())) for d in index.manifests)
+                return ArchiveIndex(kind, None, mt.OCI_INDEX, images, repo_tags)
             log.warning(
                 "%s holds %d images; stored as a plain file (save one image per archive)",
                 self.path.name,
@@ -164,25 +186,46 @@ class _ArchiveReader:
             return None
         descriptor = index.manifests[0]
         if descriptor.media_type in mt.INDEXES:
-            log.warning("%s holds a multi-platform index; stored as a plain file", self.path.name)
-            return None
-        raw = self.read(_blob_name(descriptor.digest))
-        if sha256_digest(raw) != descriptor.digest:
-            raise ImageError(f"{self.path.name}: manifest does not match its digest")
-        manifest = ImageManifest.parse(raw, descriptor.media_type)
+            return self._read_index(descriptor, kind, repo_tags)
+        return self._read_image(descriptor, kind, repo_tags)
+
+    def _read_index(
+        self, descriptor: Descriptor, kind: str, repo_tags: tuple[str, ...]
+    ) -> ArchiveIndex:
+        """A multi-platform image: the index's exact bytes, and every manifest it lists."""
+        raw = self._verified(descriptor)
+        index = Index.parse(raw)
+        images = []
+        for child in index.manifests:
+            if child.media_type in mt.INDEXES:
+                raise ImageError(
+                    f"{self.path.name}: an index inside a multi-platform index is not supported"
+                )
+            images.append((child, self._read_image(child, kind, ())))
+        if not platforms_of(index.manifests):
+            raise ImageError(f"{self.path.name}: its index names no platform for any image")
+        return ArchiveIndex(kind, raw, descriptor.media_type, tuple(images), repo_tags)
+
+    def _read_image(
+        self, descriptor: Descriptor, kind: str, repo_tags: tuple[str, ...]
+    ) -> ArchiveImage:
+        manifest = ImageManifest.parse(self._verified(descriptor), descriptor.media_type)
         layers = []
         for layer in manifest.layers:
             section = self.blob(layer.digest)
             if section.size != layer.size:
                 raise ImageError(f"{self.path.name}: layer {layer.digest} has the wrong size")
             layers.append(ArchiveLayer(section, sniff(self.head(section)), layer.media_type))
-        repo_tags = self._repo_tags() or tuple(
-            name for d in index.manifests if (name := d.annotations.get(REF_NAME))
-        )
-        kind = "dual" if "manifest.json" in self.members else "oci-archive"
         return ArchiveImage(
             kind, manifest, self.blob(manifest.config.digest), tuple(layers), repo_tags
         )
+
+    def _verified(self, descriptor: Descriptor) -> bytes:
+        """A manifest's or an index's exact bytes, checked against their digest."""
+        raw = self.read(_blob_name(descriptor.digest))
+        if sha256_digest(raw) != descriptor.digest:
+            raise ImageError(f"{self.path.name}: manifest does not match its digest")
+        return raw
 
     def _repo_tags(self) -> tuple[str, ...]:
         if "manifest.json" not in self.members:
@@ -193,18 +236,32 @@ class _ArchiveReader:
         return ()
 
     # -- docker-archive -------------------------------------------------------
-    def read_docker(self) -> ArchiveImage | None:
+    def read_docker(self) -> ArchiveImage | ArchiveIndex | None:
         entries = parse_json(self.read("manifest.json"), f"{self.path.name}: manifest.json")
         if not isinstance(entries, list) or not entries:
             raise ImageError(f"{self.path.name}: manifest.json is not a list of images")
-        if len(entries) != 1:
+        if len(entries) == 1:
+            return self._read_docker_entry(entries[0])
+        images = [self._read_docker_entry(entry) for entry in entries]
+        platforms = [platform_name(self._config_platform(image)) for image in images]
+        if "unknown" in platforms or len(set(platforms)) != len(platforms):
             log.warning(
-                "%s holds %d images; stored as a plain file (save one image per archive)",
+                "%s holds %d images; stored as a plain file (save one image per archive, "
+                "or one per platform)",
                 self.path.name,
                 len(entries),
             )
             return None
-        entry = entries[0]
+        # a docker-archive set, one image per platform: put writes the index
+        repo_tags = tuple(dict.fromkeys(t for image in images for t in image.repo_tags))
+        pairs = tuple((None, image) for image in images)
+        return ArchiveIndex("docker-archive", None, mt.OCI_INDEX, pairs, repo_tags)
+
+    def _config_platform(self, image: ArchiveImage) -> dict[str, str]:
+        with image.config.open() as f:
+            return config_platform(f.read(16 << 20))
+
+    def _read_docker_entry(self, entry: object) -> ArchiveImage:
         if not isinstance(entry, dict) or "Config" not in entry or "Layers" not in entry:
             raise ImageError(f"{self.path.name}: manifest.json entry lacks Config or Layers")
         if entry.get("LayerSources"):
@@ -224,6 +281,15 @@ class _ArchiveReader:
         return ArchiveImage(
             "docker-archive", None, config, tuple(layers), tuple(entry.get("RepoTags") or ())
         )
+
+
+def _one_per_platform(manifests: tuple[Descriptor, ...]) -> bool:
+    """Whether an index.json lists several images, each for a platform of its own."""
+    if len(manifests) < 2 or any(d.media_type not in mt.IMAGE_MANIFESTS for d in manifests):
+        return False
+    if not all(is_runnable(d) for d in manifests):
+        return False
+    return len(platforms_of(manifests)) == len(manifests)
 
 
 def _diff_ids(raw: bytes, where: str) -> list[str]:

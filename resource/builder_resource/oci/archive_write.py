@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,16 +109,60 @@ def plan_image(
     destination: Path, fmt: str, manifest: ImageManifest, repo_tags: tuple[str, ...] = ()
 ) -> PlannedImage:
     """Lay out the image ``manifest`` as ``fmt`` at ``destination`` (see PlannedImage)."""
+    descriptor = Descriptor(manifest.media_type, _digest(manifest.raw), len(manifest.raw))
+    docker_manifest = json.dumps(
+        [
+            {
+                "Config": _blob_path(manifest.config.digest),
+                "RepoTags": list(repo_tags),
+                "Layers": [_blob_path(d.digest) for d in manifest.layers],
+            }
+        ],
+        separators=(",", ":"),
+    ).encode()
+    small = {descriptor.digest: manifest.raw}
+    blobs = [manifest.config, *manifest.layers]
+    return _plan(destination, fmt, descriptor, small, blobs, repo_tags, docker_manifest)
+
+
+def plan_index(
+    destination: Path,
+    fmt: str,
+    index: Descriptor,
+    raw: bytes,
+    manifests: Sequence[ImageManifest],
+    repo_tags: tuple[str, ...] = (),
+) -> PlannedImage:
+    """Lay out a multi-platform image whole, as ``oci`` or ``oci-layout``:
+    ``index.json`` names the index (as ``buildah manifest push --all`` writes
+    it), whose bytes and every manifest it lists are blobs beside their own.
+    A docker-archive holds one image: write one platform with :func:`plan_image`."""
+    if fmt == "docker":
+        raise ValueError("a docker-archive holds one platform's image, not an index")
+    small = {index.digest: raw, **{_digest(m.raw): m.raw for m in manifests}}
+    blobs = [blob for m in manifests for blob in (m.config, *m.layers)]
+    top = Descriptor(index.media_type, index.digest, index.size)
+    return _plan(destination, fmt, top, small, blobs, repo_tags, None)
+
+
+def _plan(
+    destination: Path,
+    fmt: str,
+    top: Descriptor,
+    small: dict[str, bytes],
+    blobs: list[Descriptor],
+    repo_tags: tuple[str, ...],
+    docker_manifest: bytes | None,
+) -> PlannedImage:
+    """``top`` is what ``index.json`` names; ``small`` the manifests written with
+    the plan, by digest; ``blobs`` those that get slots, to be filled later."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown image format {fmt!r}")
     destination = Path(destination)
-    descriptor = Descriptor(manifest.media_type, _digest(manifest.raw), len(manifest.raw))
-    entry = descriptor.to_json()
+    entry = top.to_json()
     if repo_tags:
         entry["annotations"] = {REF_NAME: repo_tags[0]}
     index = canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [entry]})
-    blobs = [manifest.config, *manifest.layers]
-    small = {descriptor.digest: manifest.raw}
     if fmt == "oci-layout":
         pieces = [(destination / _blob_path(d), 0, raw) for d, raw in small.items()]
         pieces += [(destination / "index.json", 0, index), (destination / "oci-layout", 0, LAYOUT)]
@@ -140,17 +184,7 @@ def plan_image(
         size = len(item) if isinstance(item, bytes) else item.size
         members.append((_info(name, size, 0o444), item))
     members.append((_info("index.json", len(index), 0o644), index))
-    if fmt == "docker":
-        docker_manifest = json.dumps(
-            [
-                {
-                    "Config": _blob_path(manifest.config.digest),
-                    "RepoTags": list(repo_tags),
-                    "Layers": [_blob_path(d.digest) for d in manifest.layers],
-                }
-            ],
-            separators=(",", ":"),
-        ).encode()
+    if fmt == "docker" and docker_manifest is not None:
         members.append((_info("manifest.json", len(docker_manifest), 0o644), docker_manifest))
     members.append((_info("oci-layout", len(LAYOUT), 0o644), LAYOUT))
 

@@ -116,3 +116,12 @@ def image_config_summary(raw: bytes) -> dict[str, Any]:
         "architecture": str(data.get("architecture") or ""),
         "variant": str(data.get("variant") or ""),
     }
+
+
+def config_platform(raw: bytes) -> dict[str, str]:
+    """The platform an image config says it is for, as an index entry spells it."""
+    summary = image_config_summary(raw)
+    platform = {"os": summary["os"], "architecture": summary["architecture"]}
+    if summary["variant"]:
+        platform["variant"] = summary["variant"]
+    return platform

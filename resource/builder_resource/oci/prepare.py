@@ -3,7 +3,9 @@
 An archive that carries a manifest keeps it byte for byte, so the image keeps its
 digest. A docker-archive carries none: a Docker schema 2 manifest is written for
 it, and its uncompressed layers are gzipped first (with a fixed header, so the
-same layer always gives the same digest).
+same layer always gives the same digest). A multi-platform image keeps its index
+byte for byte the same way; only where the archive holds no index blob (a
+docker-archive set, an index.json listing the platforms itself) is one written.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from pathlib import Path
 
 from ..errors import ImageError
 from . import media_types as mt
-from .archive_read import ArchiveImage
+from .archive_read import ArchiveImage, ArchiveIndex
 from .blobs import BlobSource, FileSection
 from .descriptor import Descriptor
 from .digest import HashingWriter, VerifyingReader, sha256_digest
 from .gzip_writer import GZIP_BLOCK, BlockGzipWriter, gzip_backend
-from .manifest import ImageManifest, build_manifest
+from .manifest import ImageManifest, Index, build_index, build_manifest, config_platform
+from .platforms import platforms_of
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,74 @@ class PreparedImage:
     @property
     def blobs(self) -> tuple[BlobSource, ...]:
         return (self.config, *self.layers)
+
+    @property
+    def raw(self) -> bytes:
+        return self.manifest.raw
+
+    @property
+    def media_type(self) -> str:
+        return self.manifest.media_type
+
+    @property
+    def manifests(self) -> tuple[tuple[bytes, str], ...]:
+        """Every manifest to push, in the order a registry accepts them."""
+        return ((self.manifest.raw, self.manifest.media_type),)
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        return ()
+
+
+@dataclass(frozen=True)
+class PreparedIndex:
+    """A multi-platform image: its index, exact bytes, and the image of each entry."""
+
+    raw: bytes
+    media_type: str
+    images: tuple[PreparedImage, ...]
+
+    @property
+    def manifest_digest(self) -> str:
+        return sha256_digest(self.raw)
+
+    @property
+    def blobs(self) -> tuple[BlobSource, ...]:
+        return tuple(blob for image in self.images for blob in image.blobs)
+
+    @property
+    def manifests(self) -> tuple[tuple[bytes, str], ...]:
+        """Each platform's manifest first: a registry refuses an index whose
+        manifests it does not have."""
+        return (*(m for image in self.images for m in image.manifests), (self.raw, self.media_type))
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        return tuple(platforms_of(Index.parse(self.raw).manifests))
+
+
+def prepare(image: ArchiveImage | ArchiveIndex, scratch: Path) -> PreparedImage | PreparedIndex:
+    """An image or a multi-platform image, ready to store."""
+    if isinstance(image, ArchiveIndex):
+        return prepare_index(image, scratch)
+    return prepare_image(image, scratch)
+
+
+def prepare_index(index: ArchiveIndex, scratch: Path) -> PreparedIndex:
+    images = tuple(prepare_image(image, scratch) for _, image in index.images)
+    if index.raw is not None:
+        return PreparedIndex(index.raw, index.media_type, images)
+    entries = []
+    for (entry, _), image in zip(index.images, images, strict=True):
+        platform = entry.platform if entry is not None and entry.platform else None
+        if platform is None:
+            with image.config.open() as f:
+                platform = config_platform(f.read(16 << 20))
+        raw = image.manifest.raw
+        entries.append(
+            Descriptor(image.media_type, sha256_digest(raw), len(raw), platform=platform)
+        )
+    return PreparedIndex(build_index(entries), mt.OCI_INDEX, images)
 
 
 def prepare_image(image: ArchiveImage, scratch: Path) -> PreparedImage:
