@@ -28,7 +28,14 @@ def run(payload: Any, env: dict[str, str]) -> list[dict[str, str]]:
     tags = order_tags(store.list_tags(), request.source.tag_regex)
     version = request.version
     cursor = None if version is None else (version.tag, version.digest)
-    return select_versions(tags, cursor, store.resolve_tag)
+    versions = select_versions(tags, cursor, store.resolve_tag)
+    if request.source.verify_keys:
+        from .attesting import signed_versions, verifier_for
+
+        verifier = verifier_for(request.source)
+        assert verifier is not None
+        versions = signed_versions(store, versions, verifier)
+    return versions
 
 
 def select_versions(

@@ -20,6 +20,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from .attest.referrers import find, verify_version
+from .attesting import verifier_for, write_attestations
 from .config import GetParams, InRequest, parse_request
 from .errors import ConfigError, NotFoundError
 from .oci import media_types as mt
@@ -47,6 +49,10 @@ def run(payload: Any, destination: Path, env: dict[str, str]) -> dict[str, Any]:
             f"version {version.tag} ({version.digest}) no longer exists in {store.location}"
         ) from None
     release = decode(raw)
+    verifier = verifier_for(request.source)
+    if verifier is not None:  # before anything is written
+        verify_version(store, version.digest, verifier)
+    attestations = find(store, version.digest, verifier) if params.attestations else None
     selected = _select(release, params)
     resolved = [] if params.skip_download else [_resolve(store, i, params) for i, _ in selected]
 
@@ -55,6 +61,8 @@ def run(payload: Any, destination: Path, env: dict[str, str]) -> dict[str, Any]:
     try:
         (staging / "tag").write_text(version.tag)
         (staging / "digest").write_text(version.digest)
+        if attestations is not None:
+            write_attestations(staging / "attestations", attestations)
         if not params.skip_download:
             _write_files(store, release, staging)
             reusing = ReusingStore(store)  # layers shared by images: downloaded once

@@ -7,6 +7,7 @@ fails (``Store.tag_once``).
 
 from __future__ import annotations
 
+from .attest.referrers import Attachments, publish_attachments
 from .oci import media_types as mt
 from .oci.digest import sha256_digest
 from .release import Encoded
@@ -14,11 +15,15 @@ from .store import Store
 from .store.transfer import parallel_push
 
 
-def publish(store: Store, encoded: Encoded, tag: str) -> str:
-    """Push everything and tag the index; return the index's digest."""
+def publish(store: Store, encoded: Encoded, tag: str, attached: Attachments | None = None) -> str:
+    """Push everything and tag the index; return the index's digest. What is
+    attached to the version (its referrers, its signature) goes before the tag,
+    so that a version is never seen unsigned."""
     parallel_push(store, encoded.blobs)
     for content, media_type in encoded.manifests:
         store.push_manifest(content, media_type, sha256_digest(content))
     digest = store.push_manifest(encoded.index, mt.OCI_INDEX, sha256_digest(encoded.index))
+    if attached is not None:
+        publish_attachments(store, attached, digest)
     store.tag_once(tag, encoded.index, mt.OCI_INDEX)
     return digest

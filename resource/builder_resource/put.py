@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import release as rel
+from .attesting import attachments_for, signer_for
 from .building import git
 from .building.builders import Builder
 from .building.collect import collect
@@ -37,6 +38,7 @@ BUILD_ANNOTATIONS = {
 def run(payload: Any, sources: Path, env: dict[str, str]) -> dict[str, Any]:
     request = parse_request(OutRequest, payload)
     source, params = request.source, request.params
+    signer = signer_for(source)
     for killed in ("builder-put-*", "builder-build-*"):
         remove_stale(Path(tempfile.gettempdir()), killed)
     context = _context(sources, params.context)
@@ -56,7 +58,13 @@ def run(payload: Any, sources: Path, env: dict[str, str]) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory(prefix="builder-put-") as scratch:
         release = _release(output, Path(scratch), _annotations(tag, now, revision, context, env))
-        digest = publish(store, rel.encode(release), tag)
+        encoded = rel.encode(release)
+        attached = attachments_for(
+            source=source, params=params, repository=store.location, tag=tag, release=release,
+            index=encoded.index, started=now, revision=revision, context=context,
+            builder=builder.name, env=env, signer=signer,
+        )  # fmt: skip
+        digest = publish(store, encoded, tag, attached)
 
     log.info("published %s@%s as %s", store.location, digest, tag)
     return {

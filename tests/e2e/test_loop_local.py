@@ -87,7 +87,8 @@ def test_put_prints_version_and_metadata(published: dict) -> None:
 def test_store_holds_one_index_with_images_and_files(published: dict) -> None:
     store = Path(published["source"]["repository"])
     index = json.loads((store / "index.json").read_text())
-    assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]] == [
+    tagged = [m for m in index["manifests"] if "artifactType" not in m]  # the rest: referrers
+    assert [m["annotations"]["org.opencontainers.image.ref.name"] for m in tagged] == [
         published["version"]["tag"]
     ]
     digest = published["version"]["digest"]

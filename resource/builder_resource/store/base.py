@@ -10,6 +10,7 @@ from contextlib import AbstractContextManager
 from typing import BinaryIO, Protocol
 
 from ..oci.blobs import BlobSource
+from ..oci.descriptor import Descriptor
 
 
 class Store(Protocol):
@@ -58,4 +59,15 @@ class Store(Protocol):
     def list_tags(self) -> list[str]:
         """Every tag of the repository, in no particular order; [] when it is empty
         or does not exist yet."""
+        ...
+
+    def push_referrer(self, content: bytes, media_type: str) -> str:
+        """Store a manifest whose ``subject`` names another, so that
+        :meth:`referrers` of that digest lists it; return its digest. A registry
+        without the referrers API gets the referrers tag schema's ``sha256-<hex>``
+        index; a layout lists it in its ``index.json``, untagged."""
+        ...
+
+    def referrers(self, digest: str) -> list[Descriptor]:
+        """The manifests whose ``subject`` is ``digest``; [] when there are none."""
         ...

@@ -132,6 +132,37 @@ class LayoutStore:
     def list_tags(self) -> list[str]:
         return list(self._tags())
 
+    # -- referrers: untagged entries of index.json, carrying their artifactType ---
+    def push_referrer(self, content: bytes, media_type: str) -> str:
+        from .referrers import referrer_descriptor, subject_of
+
+        digest = self.push_manifest(content, media_type, sha256_digest(content))
+        if subject_of(content) is None:
+            raise StoreError(f"{self.location}: referrer {digest} has no subject")
+        entry = referrer_descriptor(content, media_type).to_json()
+        with self._locked():
+            index = self._read_index()
+            if not any(_untagged(m) and m.get("digest") == digest for m in index["manifests"]):
+                index["manifests"].append(entry)
+                self._write_index(index)
+        return digest
+
+    def referrers(self, digest: str) -> list[Descriptor]:
+        from .referrers import subject_of
+
+        found = []
+        for i, item in enumerate(self._read_index()["manifests"]):
+            if not _untagged(item) or not item.get("artifactType"):
+                continue
+            descriptor = Descriptor.from_json(item, f"{self.location}/index.json entry {i}")
+            try:
+                content, _ = self.get_manifest(descriptor.digest)
+            except NotFoundError:
+                continue
+            if subject_of(content) == digest:
+                found.append(descriptor)
+        return found
+
     # -- index.json ---------------------------------------------------------------
     def _ensure(self) -> None:
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
@@ -199,6 +230,10 @@ class LayoutStore:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _untagged(entry: Any) -> bool:
+    return isinstance(entry, dict) and REF_NAME not in (entry.get("annotations") or {})
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -37,8 +37,9 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from ..certificates import ca_bundle_file
 from ..errors import DigestMismatchError, ImageError, NotFoundError, StoreError, TagTakenError
 from ..oci.blobs import BlobSource
+from ..oci.descriptor import Descriptor
 from ..oci.digest import CHUNK, VerifyingReader, check_digest, sha256_digest
-from ..oci.media_types import ALL_MANIFESTS, MANIFEST_ACCEPT
+from ..oci.media_types import ALL_MANIFESTS, MANIFEST_ACCEPT, OCI_INDEX
 from ..oci.references import is_digest
 from .auth import Authenticator, Challenge, Memo, repository_scope
 from .progress import Progress, human
@@ -174,6 +175,7 @@ class RegistryStore:
         self._base: str | None = None
         self._base_lock = threading.Lock()
         self._pull = frozenset({repository_scope(self.name, "pull")})
+        self._referrers_api: bool | None = None  # known after the first referrers GET
         self._push = frozenset({repository_scope(self.name, "pull", "push")})
 
     def __repr__(self) -> str:
@@ -439,6 +441,58 @@ class RegistryStore:
             return sha256_digest(self.get_manifest(tag)[0])
         except NotFoundError:
             return None
+
+    def push_referrer(self, content: bytes, media_type: str) -> str:
+        from . import referrers
+
+        digest = self.push_manifest(content, media_type, sha256_digest(content))
+        subject = referrers.subject_of(content)
+        if subject is None:
+            raise StoreError(f"registry {self.registry}: referrer {digest} has no subject")
+        if self._referrers_api is None:
+            self.referrers(subject)  # learns whether the registry has the API
+        if not self._referrers_api:
+            tag = referrers.fallback_tag(subject)
+            try:
+                existing: bytes | None = self.get_manifest(tag)[0]
+            except NotFoundError:
+                existing = None
+            added = referrers.referrer_descriptor(content, media_type)
+            where = f"{self.location}:{tag}"
+            self.push_manifest(referrers.with_referrer(existing, added, where), OCI_INDEX, tag)
+        return digest
+
+    def referrers(self, digest: str) -> list[Descriptor]:
+        """The referrers API, following ``Link`` pages; where it answers 404 (it
+        never does on a registry that has it), the referrers tag schema."""
+        from . import referrers
+
+        check_digest(digest)
+        url: str | None = self._url("referrers", digest)
+        found: list[Descriptor] = []
+        seen: set[str] = set()
+        while url:
+            if url in seen or len(seen) >= MAX_TAG_PAGES:
+                raise StoreError(f"registry {self.registry}: referrers do not end ({url})")
+            seen.add(url)
+            what = f"GET referrers of {digest}"
+            response, body = self._read(url, self._pull, what, headers={"Accept": OCI_INDEX})
+            if response.status == 404 and not found:
+                response.close()
+                self._referrers_api = False
+                tag = referrers.fallback_tag(digest)
+                try:
+                    index = self.get_manifest(tag)[0]
+                except NotFoundError:
+                    return []
+                return referrers.parse_referrers(index, f"{self.location}:{tag}")
+            if response.status != 200:
+                raise self._error(response, what)
+            self._referrers_api = True
+            found += referrers.parse_referrers(body or b"", f"{self.location} {what}")
+            link = next_link(response.header("Link"))
+            url = urljoin(response.url, link) if link else None
+        return found
 
     def list_tags(self) -> list[str]:
         """Follows ``Link: rel="next"`` pages (distribution 3 and most registries);
