@@ -14,6 +14,7 @@
 #   make test   install what is missing, then run the test suite
 #   make demo   install what is missing, then put, check and get examples/hello
 #               through opt/resource/* against a local OCI layout store
+#   make reliability  the fault, kill -9, race and fuzz suite at 10x its CI sample
 SHELL := /bin/bash
 PYTHON ?= python3
 DEB_PACKAGES := buildah docker-registry skopeo umoci busybox-static git make ca-certificates
@@ -128,6 +129,13 @@ fly-execute:
 	$(FLY) -t $(FLY_TARGET) execute -c ci/build.yml -i src=. --privileged \
 	  -o release=$(CURDIR)/release \
 	  -v task_image=$(TASK_IMAGE) -v task_image_tag=$(TASK_IMAGE_TAG)
+
+# The reliability suite at ten times the sample make test runs (see README
+# "Reliability"): make reliability RELIABILITY_SEED=7 replays other schedules.
+RELIABILITY_SCALE ?= 10
+.PHONY: reliability
+reliability: deps
+	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PYTHON) -m pytest -q -p no:randomly tests/reliability
 
 # Benchmarks against skopeo and umoci on this machine (issue 6; see README
 # "Performance"): make bench BENCH_ARGS='--pairs 5 --size-mib 200 --only put,check'.

@@ -55,6 +55,19 @@ def _variable_name(name: str) -> str:
 EnvName = Annotated[str, AfterValidator(_variable_name)]
 
 
+class CacheSettings(Model):
+    """``source.cache`` as an object: where the build cache lives."""
+
+    repository: str | None = None  # default: the store's repository + "-cache"
+
+    @field_validator("repository")
+    @classmethod
+    def _a_registry(cls, value: str | None) -> str | None:
+        if value is not None and value.startswith(("/", "file://")):
+            raise ValueError("the build cache lives in a registry, not a directory")
+        return value
+
+
 class Source(Model):
     repository: Annotated[str, StringConstraints(min_length=1)]
     username: str | None = None
@@ -69,6 +82,7 @@ class Source(Model):
     env: dict[EnvName, str] = Field(default_factory=dict)
     tag_regex: str | None = None
     debug: bool = False
+    cache: CacheSettings | None = None  # `true` means the defaults
     #: Issue 14: what put attaches and get and check verify (attest/).
     sbom: bool = True
     signing_key: SecretStr | None = None
@@ -89,6 +103,11 @@ class Source(Model):
     @classmethod
     def _relative(cls, value: str) -> str:
         return relative_path(value)
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_switch(cls, value: Any) -> Any:
+        return {} if value is True else None if value is False else value
 
     @field_validator("repository")
     @classmethod
@@ -113,6 +132,17 @@ class Source(Model):
     @property
     def is_local(self) -> bool:
         return self.repository.startswith(("/", "file://"))
+
+    def cache_repository(self) -> str | None:
+        """Where the build cache lives: ``cache.repository``, else a repository
+        beside the store's named ``<repository>-cache`` (never tags of the store's
+        own repository, whose tags are its versions; and no deeper than it, as
+        Docker Hub allows two levels only). None when the cache is off."""
+        if self.cache is None:
+            return None
+        if self.cache.repository:
+            return self.cache.repository
+        return f"{self.repository.removesuffix('/')}-cache"
 
     def store_settings(self) -> dict[str, Any]:
         """The plain values :func:`~.store.open_store` takes."""

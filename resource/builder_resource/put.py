@@ -12,6 +12,7 @@ from . import release as rel
 from .attesting import attachments_for, signer_for
 from .building import git
 from .building.builders import Builder
+from .building.cache import BuildCache
 from .building.collect import collect
 from .building.command import run_build_command
 from .building.credentials import RegistryLogin
@@ -50,7 +51,7 @@ def run(payload: Any, sources: Path, env: dict[str, str]) -> dict[str, Any]:
     store = open_store(**source.store_settings(), env=env, lean=True)
     _refuse_existing(store, tag)
 
-    settings = build_settings(source)
+    settings = build_settings(source, _build_cache(source, env))
     with prepare_build(settings, {**source.env, **params.env}, env) as (builder, build_env):
         run_build_command(params.command or source.command, context, build_env)
         output = context / (params.output or source.output)
@@ -120,11 +121,43 @@ def _metadata(
     return metadata
 
 
-def build_settings(source: Source) -> BuildSettings:
+def build_settings(source: Source, cache: BuildCache | None = None) -> BuildSettings:
+    """The build's plain values; with a cache, the store's credentials for its
+    registry too, so that the builder may read and write the cache there."""
     registries = [
         RegistryLogin(r.host, r.username, r.password.get_secret_value()) for r in source.registries
     ]
-    return BuildSettings(source.builder, source.debug, tuple(source.ca_certs), tuple(registries))
+    if cache is not None and source.username and source.password:
+        password = source.password.get_secret_value()
+        registries.append(RegistryLogin(cache.host, source.username, password))
+    return BuildSettings(
+        source.builder, source.debug, tuple(source.ca_certs), tuple(registries), cache
+    )
+
+
+def _build_cache(source: Source, env: dict[str, str]) -> BuildCache | None:
+    """``source.cache``, once its repository has answered that this put may push
+    there; else one line saying why the build goes without it."""
+    repository = source.cache_repository()
+    if repository is None:
+        return None
+    if source.is_local:
+        log.warning(
+            "build cache: a local layout store keeps none (buildah and img cache only in "
+            "registries): building without it"
+        )
+        return None
+    store = open_store(**{**source.store_settings(), "repository": repository}, env=env)
+    try:
+        store.check_push()
+    except StoreError as e:
+        log.warning("build cache: %s: %s; building without it", repository, e)
+        return None
+    finally:
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
+    return BuildCache(repository, insecure=source.insecure)
 
 
 def _inside(sources: Path, relative: str, field: str) -> Path:

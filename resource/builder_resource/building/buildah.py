@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import BuildError
+from .cache import BuildCache
 from .command import run_tool
 
 
@@ -32,6 +33,11 @@ class Buildah:
             # One layer per instruction, as img and docker build do.
             "BUILDAH_LAYERS": "true",
         }
+
+    def cache_flags(self, cache: BuildCache) -> list[str]:
+        """``--layers`` too: a cache of one layer per instruction. An insecure cache
+        registry is declared in a registries.conf of its own (see cache.py)."""
+        return ["--layers", "--cache-from", cache.repository, "--cache-to", cache.repository]
 
     def save_image(self, reference: str, destination: Path, env: Mapping[str, str]) -> None:
         """A docker-archive (the legacy layout that ``docker load`` reads)."""

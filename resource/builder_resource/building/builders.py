@@ -17,6 +17,7 @@ from typing import Protocol
 
 from ..errors import BuildError
 from .buildah import Buildah
+from .cache import BuildCache
 from .img import Img
 from .privileges import in_user_namespace
 
@@ -37,6 +38,11 @@ class Builder(Protocol):
     def save_image(self, reference: str, destination: Path, env: Mapping[str, str]) -> None:
         """Write the image ``reference`` from the builder's store to ``destination``
         (made absolute), with the build's environment ``env``."""
+        ...
+
+    def cache_flags(self, cache: BuildCache) -> list[str] | None:
+        """What ``build`` needs to read and write ``cache``; None when this builder
+        cannot use it."""
         ...
 
 

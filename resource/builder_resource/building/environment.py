@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from ..certificates import SystemStore, trust_extra_cas
 from .builders import Builder, choose_builder
+from .cache import BuildCache, insecure_registries_conf, install_cache
 from .credentials import RegistryLogin, write_docker_config
 from .privileges import refuse_img_in_user_namespace, require_namespaces
 
@@ -39,6 +40,7 @@ class BuildSettings:
     debug: bool = False
     ca_certs: Sequence[str] = ()
     registries: Sequence[RegistryLogin] = ()
+    cache: BuildCache | None = None  # the registry repository for the layer cache
 
 
 class PreparedBuild(NamedTuple):
@@ -93,8 +95,20 @@ def prepare_build(
             chosen.environment(workdir / "builder"),
             cas,
             {"DOCKER_CONFIG": str(docker_config)},
+            insecure_registries_conf(workdir / "containers", settings.cache)
+            if settings.cache and chosen.name == "buildah"
+            else {},
             user_env,
         )
+        if settings.cache is not None:
+            env = install_cache(
+                chosen.name,
+                chosen.executable,
+                chosen.cache_flags(settings.cache),
+                settings.cache,
+                workdir / "bin",
+                env,
+            )
         log.info(
             "builder %s; the build gets %s",
             chosen.name,

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import BuildError
+from .cache import BuildCache
 from .command import run_tool
 
 
@@ -64,6 +65,20 @@ class Img:
             runtime.mkdir(mode=0o700, exist_ok=True)
             env["XDG_RUNTIME_DIR"] = str(runtime)
         return env
+
+    def cache_flags(self, cache: BuildCache) -> list[str] | None:
+        """``mode=max``: the layers of every stage go to the cache, not only the final
+        image's, so a multi-stage build's compile stage is reused too (BuildKit's
+        default, ``min``, keeps only what the image itself holds). None for a
+        plain-HTTP registry: img v0.5.11 reaches registries over TLS only."""
+        if cache.insecure:
+            return None
+        return [
+            "--cache-from",
+            cache.repository,
+            "--cache-to",
+            f"type=registry,ref={cache.repository},mode=max",
+        ]
 
     def save_argv(self, reference: str, destination: Path, env: Mapping[str, str]) -> list[str]:
         """The one ``img save`` command line for one image. ``--state`` names the

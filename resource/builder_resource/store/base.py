@@ -56,6 +56,11 @@ class Store(Protocol):
         """The digest a tag points at, or None when there is no such tag."""
         ...
 
+    def check_push(self) -> None:
+        """Raise ``StoreError`` unless a push here would be accepted, writing nothing
+        (a registry: an upload started with push rights, then cancelled)."""
+        ...
+
     def list_tags(self) -> list[str]:
         """Every tag of the repository, in no particular order; [] when it is empty
         or does not exist yet."""

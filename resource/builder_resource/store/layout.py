@@ -198,6 +198,11 @@ class LayoutStore:
                 tags[name] = descriptor
         return tags
 
+    def check_push(self) -> None:
+        existing = next(p for p in (self.root, *self.root.parents) if p.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise StoreError(f"{self.location}: not writable")
+
     def tag_once(self, tag: str, content: bytes, media_type: str) -> None:
         digest = self.push_manifest(content, media_type, sha256_digest(content))
         self._set_tag(tag, Descriptor(media_type, digest, len(content)), only_if_free=True)

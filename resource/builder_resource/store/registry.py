@@ -370,6 +370,16 @@ class RegistryStore:
             )
         return digest
 
+    def check_push(self) -> None:
+        what = "start an upload (checking push rights)"
+        response = self._request("POST", self._url("blobs", "uploads/"), self._push, what, body=b"")
+        if response.status != 202:
+            raise self._error(response, what)
+        location = response.header("Location")
+        response.close()
+        if location:  # cancel it: distribution would otherwise keep it a while
+            self._request("DELETE", urljoin(response.url, location), self._push, what).close()
+
     def tag_once(self, tag: str, content: bytes, media_type: str) -> None:
         """Distribution has no conditional PUT: check right before the write, read
         the tag back after it. The loser of two puts whose writes cross fails here;
