@@ -135,7 +135,7 @@ fly-execute:
 RELIABILITY_SCALE ?= 10
 .PHONY: reliability
 reliability: deps
-	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PYTHON) -m pytest -q -p no:randomly tests/reliability
+	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PYTHON) -m pytest -q tests/reliability
 
 # Benchmarks against skopeo and umoci on this machine (issue 6; see README
 # "Performance"): make bench BENCH_ARGS='--pairs 5 --size-mib 200 --only put,check'.
