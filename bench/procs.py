@@ -142,7 +142,12 @@ class Resource:
         return env
 
     def run(
-        self, step: str, request: dict[str, Any], directory: Path | None = None, rss: bool = True
+        self,
+        step: str,
+        request: dict[str, Any],
+        directory: Path | None = None,
+        rss: bool = True,
+        extra_env: dict[str, str] | None = None,
     ) -> Timed:
         self.home.mkdir(parents=True, exist_ok=True)
         argv = [str(SCRIPTS / step)]
@@ -153,7 +158,7 @@ class Resource:
             argv,
             stdin=go_json(request),
             cwd=directory or self.home,
-            env=self.env(build=step != "check"),
+            env={**self.env(build=step != "check"), **(extra_env or {})},
             rss=rss,
         )
 

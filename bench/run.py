@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import image as images
+from .cache import measure_cache
 from .measures import Bench
 from .procs import ROOT, Resource, StepFailed, ensure_venv, python_description, remove_tree
 from .report import (
@@ -35,7 +36,7 @@ from .report import (
     write_results,
 )
 
-GROUPS = ("put", "get", "rootfs", "apply", "check", "rss", "compress")
+GROUPS = ("put", "get", "rootfs", "apply", "check", "rss", "compress", "cache")
 #: the rows each group prints, in order (the smoke test checks them all)
 ROW_IDS = {
     "put": ("put_fresh", "put_again"),
@@ -45,6 +46,7 @@ ROW_IDS = {
     "check": ("check",),
     "rss": ("rss_put_small", "rss_put_large", "rss_get_small", "rss_get_large"),
     "compress": ("compress", "gzip_alone"),
+    "cache": ("cache_warm", "cache_last_layer"),
 }
 LABELS = {
     "put_fresh": "put into a fresh registry vs skopeo copy oci-archive:",
@@ -59,6 +61,8 @@ LABELS = {
     "rss_get_large": "peak RSS, get of the large layer",
     "compress": "put of a docker-archive: gzip throughput",
     "gzip_alone": "the resource's gzip_writer alone",
+    "cache_warm": "put on a fresh worker with the build cache vs a cold put",
+    "cache_last_layer": "the same, only the last layer changed, vs a cold put",
 }
 
 
@@ -233,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.stop_all()
         group("rss", rss)
         group("compress", lambda: bench.measure_compress(main_image))
+        # The expensive build step hashes this many MiB: ≥ 10 s on the reference machine.
+        group("cache", lambda: measure_cache(bench, 8 if args.smoke else 1536))
     finally:
         bench.stop_all()
         if not args.keep_work:

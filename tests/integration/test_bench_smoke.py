@@ -30,6 +30,8 @@ ROW_IDS = (
     "rss_get_large",
     "compress",
     "gzip_alone",
+    "cache_warm",
+    "cache_last_layer",
 )
 
 
