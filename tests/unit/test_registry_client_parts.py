@@ -262,6 +262,11 @@ def test_a_netrc_or_an_environment_ca_bundle_is_unusual(tmp_path: Path) -> None:
         StdlibTransport(True, {**home, "NETRC": str(tmp_path / "n")})
     with pytest.raises(Unsure, match="CA bundle"):
         StdlibTransport(True, {**home, "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/x.pem"})
+    # requests takes an environment bundle only where verify is True: not for an
+    # insecure registry, nor for one whose CAs the source gives.
+    for verify in (False, "/tmp/source-cas.pem"):
+        StdlibTransport(verify, {**home, "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/x.pem"})
+        StdlibTransport(verify, {**home, "CURL_CA_BUNDLE": "/etc/ssl/certs/x.pem"})
     (tmp_path / ".netrc").write_text("")
     with pytest.raises(Unsure, match="netrc"):
         StdlibTransport(True, home)

@@ -24,15 +24,17 @@ from .transport import TIMEOUT, USER_AGENT, Body, Unsure, Untrusted
 MAX_BODY = 16 << 20
 
 
-def unusual_environment(env: Mapping[str, str]) -> str | None:
+def unusual_environment(env: Mapping[str, str], verify: str | bool = True) -> str | None:
     """Why requests might not behave as this transport does in ``env``, judged once
     per process: a ``.netrc``, or a CA bundle requests would take from the
-    environment. (Proxies are judged per host, by requests itself.)"""
+    environment (which it does only where ``verify`` is True: not for an insecure
+    registry, nor one whose CAs are given). Proxies are judged per host, by
+    requests itself."""
     home = env.get("HOME") or os.path.expanduser("~")
     for path in (env.get("NETRC"), f"{home}/.netrc", f"{home}/_netrc"):
         if path and os.path.exists(path):
             return "a netrc file"
-    if env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE"):
+    if verify is True and (env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE")):
         return "a CA bundle from the environment"
     return None
 
@@ -84,7 +86,7 @@ class StdlibTransport:
         """``verify``: what requests would be given: False, a CA bundle's path, or
         True for requests' own default trust."""
         self._env = os.environ if env is None else env
-        reason = unusual_environment(self._env)
+        reason = unusual_environment(self._env, verify)
         if reason:
             raise Unsure(reason)
         self._verify = verify
