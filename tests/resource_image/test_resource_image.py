@@ -216,20 +216,22 @@ def test_fuse_only_put_picks_buildah_and_builds(fuse_only_put) -> None:
     assert {"name": "builder", "value": "buildah"} in result["metadata"]
 
 
-def test_fuse_only_check_and_get_give_the_right_rootfs(
-    fuse_only_put, worker: Worker, container_work
+@pytest.mark.parametrize("mode", ["fuse-only", "unprivileged"])
+def test_check_and_get_give_the_right_rootfs(
+    mode: str, fuse_only_put, worker: Worker, container_work
 ) -> None:
-    work, store, put = fuse_only_put
+    """Of the version the fuse-only put made; check and get need no privileges."""
+    _, store, put = fuse_only_put
     version = json.loads(put.stdout)["version"]
     source = {"repository": "/store/hello"}
-    check = worker.step("fuse-only", "check", {"source": source}, {"/store": store})
+    check = worker.step(mode, "check", {"source": source}, {"/store": store})
     assert check.returncode == 0, check.stderr.decode()
     assert json.loads(check.stdout) == [version]
 
     get_dir = empty_volume(container_work("get") / "get", namespaced=True)
     request = {"source": source, "version": version, "params": {"rootfs": True}}
     volumes = {"/store": store, "/tmp/build/get": get_dir}
-    get = worker.step("fuse-only", "in", request, volumes, "/tmp/build/get")
+    get = worker.step(mode, "in", request, volumes, "/tmp/build/get")
     assert get.returncode == 0, get.stderr.decode()
     assert json.loads(get.stdout)["version"] == version
     assert_hello_rootfs(get_dir)
@@ -274,23 +276,6 @@ def test_unprivileged_put_names_privileged_true_and_publishes_nothing(
         assert "set `privileged: true` on the resource type" in errors[0]
         assert "namespaces" in errors[0]
     assert sorted(p.name for p in store.rglob("*")) == before  # nothing published
-
-
-def test_unprivileged_check_and_get_still_work(
-    fuse_only_put, worker: Worker, container_work
-) -> None:
-    _, store, put = fuse_only_put
-    version = json.loads(put.stdout)["version"]
-    source = {"repository": "/store/hello"}
-    check = worker.step("unprivileged", "check", {"source": source}, {"/store": store})
-    assert check.returncode == 0, check.stderr.decode()
-    assert json.loads(check.stdout) == [version]
-    get_dir = empty_volume(container_work("get") / "get", namespaced=True)
-    request = {"source": source, "version": version, "params": {"rootfs": True}}
-    volumes = {"/store": store, "/tmp/build/get": get_dir}
-    get = worker.step("unprivileged", "in", request, volumes, "/tmp/build/get")
-    assert get.returncode == 0, get.stderr.decode()
-    assert_hello_rootfs(get_dir)
 
 
 # --- full privileged ---------------------------------------------------------------------
