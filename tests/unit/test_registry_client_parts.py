@@ -18,7 +18,7 @@ from builder_resource.errors import ConfigError, StoreError
 from builder_resource.store.auth import Challenge, covers, parse_challenges
 from builder_resource.store.progress import Progress
 from builder_resource.store.registry import RegistryStore, RetryPolicy, retry_after_seconds
-from builder_resource.store.stdlib_transport import StdlibTransport, proxied
+from builder_resource.store.stdlib_transport import MAX_BODY, StdlibTransport, proxied
 from builder_resource.store.transfer import parallel
 from builder_resource.store.transport import Unsure
 from builder_resource.store.wire import (
@@ -27,6 +27,7 @@ from builder_resource.store.wire import (
     next_link,
     parse_repository,
 )
+from fixtures.http_fakes import FakeRegistry
 
 
 @dataclass
@@ -293,12 +294,21 @@ def test_a_proxy_variable_means_requests_unless_no_proxy_names_the_host(
     assert proxied(url, env) is not direct
 
 
-def test_the_lean_transport_declines_streams() -> None:
+def test_the_lean_transport_declines_streamed_uploads_and_large_answers() -> None:
+    """A streamed answer (a manifest) is read whole like any other, up to the lean
+    transport's limit; past it, and for an upload in pieces, requests takes over."""
     lean = StdlibTransport(False, {})
     with pytest.raises(Unsure, match="streamed"):
-        lean.request("GET", "http://127.0.0.1:9/v2/", {}, stream=True)
-    with pytest.raises(Unsure, match="streamed"):
         lean.request("PUT", "http://127.0.0.1:9/v2/", {}, iter([b"x"]))
+    manifest, large = b'{"schemaVersion": 2}', b"x" * (MAX_BODY + 1)
+    with FakeRegistry() as fake:
+        fake.route("GET", r"/manifests/small$", lambda h: h.reply(200, manifest))
+        fake.route("GET", r"/manifests/large$", lambda h: h.reply(200, large))
+        answer = lean.request("GET", f"http://{fake.host}/v2/a/manifests/small", {}, stream=True)
+        assert (answer.status, answer.read(1 << 20)) == (200, manifest)
+        with pytest.raises(Unsure, match="a large body"):
+            lean.request("GET", f"http://{fake.host}/v2/a/manifests/large", {}, stream=True)
+    lean.close()
 
 
 def test_where_the_lean_transport_declines_requests_answers() -> None:

@@ -36,7 +36,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from ..certificates import ca_bundle_file
 from ..errors import DigestMismatchError, ImageError, NotFoundError, StoreError, TagTakenError
-from ..oci.blobs import BlobSource
+from ..oci.blobs import BlobSource, BytesBlob
 from ..oci.descriptor import Descriptor
 from ..oci.digest import CHUNK, VerifyingReader, check_digest, sha256_digest
 from ..oci.media_types import ALL_MANIFESTS, MANIFEST_ACCEPT, OCI_INDEX
@@ -65,6 +65,10 @@ TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 
 def short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
+
+
+#: The largest in-memory blob sent as one bytes body rather than streamed.
+SMALL_BLOB = 256 << 10
 
 
 @dataclass
@@ -279,7 +283,12 @@ class RegistryStore:
             url,
             self._push,
             what,
-            body=lambda: _UploadBody(blob, progress),
+            # A small blob held in memory (a config, an attestation) goes as bytes,
+            # which the lean transport carries: a put whose only new blobs are such
+            # needs no requests. Anything else streams.
+            body=(lambda: blob.data)
+            if isinstance(blob, BytesBlob) and blob.size <= SMALL_BLOB
+            else (lambda: _UploadBody(blob, progress)),
             headers={"Content-Type": "application/octet-stream"},
             retry=False,
         )

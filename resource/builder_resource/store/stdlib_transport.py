@@ -1,10 +1,11 @@
 """The lean transport: ``http.client`` and ``ssl``, for the small requests of a
 check and of a put whose blobs the registry already has (pings, tag lists, HEADs,
-manifest PUTs, tokens). Importing requests costs more than such a check does.
+manifests, small uploads, tokens). Importing requests costs more than such a check.
 
 It does what requests would do, or declines (:class:`~.transport.Unsure`) and the
-client hands over to requests: for blob transfers, redirects, encoded bodies, a
-proxy that requests would use, a ``.netrc`` (requests would send its credentials),
+client hands over to requests: for streamed uploads, answers over 16 MiB, redirects,
+encoded bodies, a proxy that requests would use, a ``.netrc`` (requests would send its
+credentials),
 a certificate that does not verify, and any connection failure (requests retries
 and words the error).
 """
@@ -104,7 +105,9 @@ class StdlibTransport:
         follow_redirects: bool = False,
         stream: bool = False,
     ) -> StdlibResponse:
-        if stream or not (body is None or isinstance(body, bytes)):
+        # A streamed answer is read whole like any other: up to MAX_BODY (a manifest's
+        # limit too), beyond which the request is declined. A streamed upload is not.
+        if not (body is None or isinstance(body, bytes)):
             raise Unsure("a streamed body")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or parts.username or parts.fragment:

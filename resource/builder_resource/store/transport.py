@@ -74,9 +74,10 @@ class Transport(Protocol):
         follow_redirects: bool = False,
         stream: bool = False,
     ) -> Response:
-        """Send one request. ``stream``: a body that streams, sent (a blob's pieces)
-        or received (read as it comes, as blobs and manifests are); the lean
-        transport leaves those to requests. Otherwise the answer is read whole."""
+        """Send one request. ``stream``: an answer read as it comes (blobs,
+        manifests); otherwise it is read whole. The lean transport reads every answer
+        whole, and declines one larger than its limit and any upload that streams
+        (a blob's pieces): those go to requests."""
         ...
 
     def close(self) -> None: ...
