@@ -324,7 +324,9 @@ class Bench:
             wanted = [f"1.0.{n}" for n in range(tags)]
             present = set(registry.list_tags(REPO))
             registry.put_manifests(REPO, [t for t in wanted if t not in present], index)
-            if len(registry.list_tags(REPO)) != tags:
+            # the put's referrers index (issue 14) is a tag too, never a version
+            versions = [t for t in registry.list_tags(REPO) if not t.startswith("sha256-")]
+            if len(versions) != tags:
                 raise RuntimeError(f"the registry does not hold exactly {tags} tags")
             source = self.source(registry)
             container = self.resource.with_tmp(self.scratch("check-tmp"))  # one, reused
@@ -345,7 +347,7 @@ class Bench:
             def b(i: int) -> float:
                 args = ["skopeo", "list-tags", "--tls-verify=false", reference]
                 timed = run_timed(args, env=self.peer_env, rss=False)
-                if len(json.loads(timed.stdout)["Tags"]) != tags:
+                if len(json.loads(timed.stdout)["Tags"]) != len(registry.list_tags(REPO)):
                     raise RuntimeError("skopeo list-tags: wrong number of tags")
                 return timed.wall * 1000
 
