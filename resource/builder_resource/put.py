@@ -147,7 +147,9 @@ def _build_cache(source: Source, env: dict[str, str]) -> BuildCache | None:
             "registries): building without it"
         )
         return None
-    store = open_store(**{**source.store_settings(), "repository": repository}, env=env)
+    # Two tries: a cache is worth a retry, not a long wait before a cold build.
+    settings = {**source.store_settings(), "repository": repository}
+    store = open_store(**settings, env=env, tries=2)
     try:
         store.check_push()
     except StoreError as e:

@@ -24,15 +24,17 @@ def open_store(
     lean: bool = False,
     hand_over: bool = True,
     memo: Memo | None = None,
+    tries: int | None = None,
 ) -> Store:
     """A layout store for an absolute path or ``file://`` URL, else a registry store
     that trusts ``ca_certs`` and the environment's ``LOCAL_CA_CERTIFICATE``. For
-    ``lean``, ``hand_over`` and ``memo``, see :class:`~.registry.RegistryStore`."""
+    ``lean``, ``hand_over`` and ``memo``, see :class:`~.registry.RegistryStore`;
+    ``tries``: fewer attempts than the default at a transient failure."""
     if repository.startswith(("/", "file://")):
         from .layout import LayoutStore
 
         return LayoutStore(repository)
-    from .registry import RegistryStore
+    from .registry import RegistryStore, RetryPolicy
 
     return RegistryStore(
         repository,
@@ -44,4 +46,5 @@ def open_store(
         hand_over=hand_over,
         env=env,
         memo=memo,
+        policy=RetryPolicy(tries=tries) if tries else None,
     )
