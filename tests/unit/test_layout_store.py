@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -77,3 +78,13 @@ def test_concurrent_tags_are_all_kept(tmp_path: Path) -> None:
 def test_relative_paths_are_refused() -> None:
     with pytest.raises(StoreError, match="absolute path"):
         LayoutStore("relative/dir")
+
+
+def test_a_layout_store_says_whether_a_push_would_be_accepted(tmp_path: Path) -> None:
+    LayoutStore(tmp_path / "new" / "store").check_push()  # creatable: fine
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.access(locked, os.W_OK):
+        pytest.skip("root may write anywhere: the refusal shows only for other users")
+    with pytest.raises(StoreError, match="not writable"):
+        LayoutStore(locked / "store").check_push()
