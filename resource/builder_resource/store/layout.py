@@ -40,10 +40,14 @@ class LayoutStore:
             raise StoreError(f"{path}: a local store must be an absolute path")
         self.location = str(self.root)
         self._swept = False
-        existing = next(p for p in (self.root, *self.root.parents) if p.exists())
+        existing = self._nearest_existing()
         if not existing.is_dir():
             where = "" if existing == self.root else f" ({existing})"
             raise StoreError(f"{self.location}: not a directory{where}")
+
+    def _nearest_existing(self) -> Path:
+        """The store's directory, or the ancestor it would be created under."""
+        return next(p for p in (self.root, *self.root.parents) if p.exists())
 
     # -- blobs ------------------------------------------------------------------
     def _blob_path(self, digest: str) -> Path:
@@ -199,8 +203,7 @@ class LayoutStore:
         return tags
 
     def check_push(self) -> None:
-        existing = next(p for p in (self.root, *self.root.parents) if p.exists())
-        if not os.access(existing, os.W_OK | os.X_OK):
+        if not os.access(self._nearest_existing(), os.W_OK | os.X_OK):
             raise StoreError(f"{self.location}: not writable")
 
     def tag_once(self, tag: str, content: bytes, media_type: str) -> None:
