@@ -140,6 +140,58 @@ def ca_bundle_file(ca_certs: Sequence[str]) -> str:
     return path
 
 
+#: Debian's bundle, and the directory of the same certificates by subject hash.
+SYSTEM_HASHED_DIRS = {"/etc/ssl/certs/ca-certificates.crt": "/etc/ssl/certs"}
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What a registry's certificate is verified against: nothing (``insecure``),
+    the public CAs, or the public CAs and a pipeline's own (``ca_certs``)."""
+
+    ca_certs: tuple[str, ...] = ()
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        check_certificates(self.ca_certs)
+
+    @property
+    def public_only(self) -> bool:
+        """requests' default, the one case where it takes a bundle from the environment."""
+        return not self.insecure and not self.ca_certs
+
+    def requests_verify(self) -> str | bool:
+        """requests' ``verify``: False, True (certifi's CAs), or a bundle file of the
+        public CAs and ``ca_certs``, written on first use."""
+        if self.insecure:
+            return False
+        return ca_bundle_file(self.ca_certs) if self.ca_certs else True
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A context for ``http.client`` that trusts no more than requests given
+        :meth:`requests_verify` would: what it refuses goes to requests, which then
+        decides. With ``ca_certs``: those and the system's CAs, looked up by hash
+        when a chain needs one, rather than the bundle's some 300 certificates
+        parsed on every check."""
+        if self.insecure:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        if self.ca_certs:
+            context = ssl.create_default_context(cadata="".join(self.ca_certs))
+            bundle = next((p for p in SYSTEM_BUNDLES if os.path.exists(p)), None)
+            if bundle in SYSTEM_HASHED_DIRS:
+                context.load_verify_locations(capath=SYSTEM_HASHED_DIRS[bundle])
+        else:
+            import certifi
+
+            context = ssl.create_default_context(cafile=certifi.where())
+        context.minimum_version = ssl.TLSVersion.TLSv1_2  # as urllib3's
+        context.hostname_checks_common_name = False
+        return context
+
+
 def _remove(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)

@@ -9,12 +9,15 @@ import os
 
 import pytest
 
+from builder_resource import certificates
 from builder_resource.certificates import trusted_certificates
 from builder_resource.errors import StoreError
 from builder_resource.oci.blobs import BytesBlob
 from builder_resource.oci.media_types import OCI_INDEX
 from builder_resource.store.registry import RegistryStore, RetryPolicy
 from builder_resource.store.transfer import parallel_push
+from builder_resource.store.transport import Untrusted
+from fixtures.pki import make_ca
 from fixtures.registry import PASSWORD, USER
 from fixtures.registry_content import make_version
 
@@ -71,6 +74,32 @@ def test_tls_without_the_ca_fails_clearly(tls_registry, repo_name):
     assert "TLS certificate not trusted" in message
     assert "CERTIFICATE_VERIFY_FAILED" in message
     assert "ca_certs or LOCAL_CA_CERTIFICATE" in message
+
+
+def test_lean_tls_trusts_the_ca_certs_without_writing_a_bundle(
+    tls_registry, repo_name, monkeypatch
+):
+    """The lean transport verifies with the given CAs (and the system's, by hash)
+    and needs no bundle file; a chain to any other CA it leaves to requests."""
+    with RegistryStore(
+        tls_registry.repository(repo_name), ca_certs=[tls_registry.ca_pem], policy=FAST
+    ) as store:
+        make_version("lean").push(store, "lean")
+
+    def no_bundle(ca_certs: object) -> str:
+        raise AssertionError("a CA bundle file was written")
+
+    monkeypatch.setattr(certificates, "ca_bundle_file", no_bundle)
+    repository = tls_registry.repository(repo_name)
+    lean = {"lean": True, "hand_over": False, "env": {}, "policy": FAST}
+    with RegistryStore(repository, ca_certs=[tls_registry.ca_pem], **lean) as store:
+        assert store.list_tags() == ["lean"]
+        assert not store.uses_requests
+    with (
+        RegistryStore(repository, ca_certs=[make_ca("another CA").cert_pem], **lean) as store,
+        pytest.raises(Untrusted),
+    ):
+        store.list_tags()
 
 
 def test_tls_insecure_skips_verification(tls_registry, repo_name, caplog):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from builder_resource.certificates import ca_bundle_file
+from builder_resource.certificates import Trust, ca_bundle_file
 from builder_resource.errors import ConfigError, StoreError
 from builder_resource.store.auth import Challenge, covers, parse_challenges
 from builder_resource.store.progress import Progress
@@ -28,6 +28,7 @@ from builder_resource.store.wire import (
     parse_repository,
 )
 from fixtures.http_fakes import FakeRegistry
+from fixtures.pki import make_ca
 
 
 @dataclass
@@ -199,6 +200,8 @@ FAKE_PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 def test_ca_bundle_refuses_a_broken_certificate():
     with pytest.raises(ConfigError, match="CA certificate 1 is not a valid PEM"):
         ca_bundle_file([FAKE_PEM])
+    with pytest.raises(ConfigError, match="CA certificate 1 is not a valid PEM"):
+        Trust((FAKE_PEM,))
 
 
 # -- the pool --------------------------------------------------------------------
@@ -257,20 +260,21 @@ def test_probe_order_puts_plain_http_first_only_on_insecure_loopback():
 
 def test_a_netrc_or_an_environment_ca_bundle_is_unusual(tmp_path: Path) -> None:
     home = {"HOME": str(tmp_path)}
-    StdlibTransport(True, {**home, "no_proxy": "*", "PATH": "/bin", "https_proxy": "x"})
+    public = Trust()
+    StdlibTransport(public, {**home, "no_proxy": "*", "PATH": "/bin", "https_proxy": "x"})
     (tmp_path / "n").write_text("")
     with pytest.raises(Unsure, match="netrc"):
-        StdlibTransport(True, {**home, "NETRC": str(tmp_path / "n")})
+        StdlibTransport(public, {**home, "NETRC": str(tmp_path / "n")})
     with pytest.raises(Unsure, match="CA bundle"):
-        StdlibTransport(True, {**home, "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/x.pem"})
-    # requests takes an environment bundle only where verify is True: not for an
+        StdlibTransport(public, {**home, "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/x.pem"})
+    # requests takes an environment bundle only for its default trust: not for an
     # insecure registry, nor for one whose CAs the source gives.
-    for verify in (False, "/tmp/source-cas.pem"):
-        StdlibTransport(verify, {**home, "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/x.pem"})
-        StdlibTransport(verify, {**home, "CURL_CA_BUNDLE": "/etc/ssl/certs/x.pem"})
+    for trust in (Trust(insecure=True), Trust((make_ca().cert_pem,))):
+        StdlibTransport(trust, {**home, "REQUESTS_CA_BUNDLE": "/etc/ssl/certs/x.pem"})
+        StdlibTransport(trust, {**home, "CURL_CA_BUNDLE": "/etc/ssl/certs/x.pem"})
     (tmp_path / ".netrc").write_text("")
     with pytest.raises(Unsure, match="netrc"):
-        StdlibTransport(True, home)
+        StdlibTransport(public, home)
 
 
 @pytest.mark.parametrize(
@@ -297,7 +301,7 @@ def test_a_proxy_variable_means_requests_unless_no_proxy_names_the_host(
 def test_the_lean_transport_declines_streamed_uploads_and_large_answers() -> None:
     """A streamed answer (a manifest) is read whole like any other, up to the lean
     transport's limit; past it, and for an upload in pieces, requests takes over."""
-    lean = StdlibTransport(False, {})
+    lean = StdlibTransport(Trust(insecure=True), {})
     with pytest.raises(Unsure, match="streamed"):
         lean.request("PUT", "http://127.0.0.1:9/v2/", {}, iter([b"x"]))
     manifest, large = b'{"schemaVersion": 2}', b"x" * (MAX_BODY + 1)

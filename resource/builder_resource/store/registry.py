@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from ..certificates import ca_bundle_file
+from ..certificates import Trust
 from ..errors import DigestMismatchError, ImageError, NotFoundError, StoreError, TagTakenError
 from ..oci.blobs import BlobSource, BytesBlob
 from ..oci.descriptor import Descriptor
@@ -164,9 +164,7 @@ class RegistryStore:
         self.location = f"{self.registry}/{self.name}"
         self.insecure = insecure
         self.policy = policy or RetryPolicy()
-        self._verify: str | bool = (
-            False if insecure else ca_bundle_file(list(ca_certs)) if ca_certs else True
-        )
+        self._trust = Trust(tuple(ca_certs), insecure)
         self._full: Transport | None = None
         self._transport_lock = threading.Lock()
         self._hand_over = hand_over
@@ -748,7 +746,7 @@ class RegistryStore:
         from .stdlib_transport import StdlibTransport
 
         try:
-            return StdlibTransport(self._verify, env)
+            return StdlibTransport(self._trust, env)
         except Unsure as e:
             if not self._hand_over:
                 raise
@@ -760,7 +758,7 @@ class RegistryStore:
         if self._full is None:
             from .requests_transport import RequestsTransport
 
-            self._full = RequestsTransport(self._verify)
+            self._full = RequestsTransport(self._trust.requests_verify())
         return self._full
 
     def _pause(

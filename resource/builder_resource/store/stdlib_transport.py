@@ -19,23 +19,24 @@ import threading
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from ..certificates import Trust
 from .transport import TIMEOUT, USER_AGENT, Body, Unsure, Untrusted
 
 #: The largest body read whole; registries' answers to these requests are small.
 MAX_BODY = 16 << 20
 
 
-def unusual_environment(env: Mapping[str, str], verify: str | bool = True) -> str | None:
+def unusual_environment(env: Mapping[str, str], trust: Trust) -> str | None:
     """Why requests might not behave as this transport does in ``env``, judged once
     per process: a ``.netrc``, or a CA bundle requests would take from the
-    environment (which it does only where ``verify`` is True: not for an insecure
+    environment (which it does only for ``trust.public_only``: not for an insecure
     registry, nor one whose CAs are given). Proxies are judged per host, by
     requests itself."""
     home = env.get("HOME") or os.path.expanduser("~")
     for path in (env.get("NETRC"), f"{home}/.netrc", f"{home}/_netrc"):
         if path and os.path.exists(path):
             return "a netrc file"
-    if verify is True and (env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE")):
+    if trust.public_only and (env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE")):
         return "a CA bundle from the environment"
     return None
 
@@ -83,14 +84,12 @@ class StdlibTransport:
     """One keep-alive connection per origin; one request at a time (put's threads
     share it)."""
 
-    def __init__(self, verify: str | bool, env: Mapping[str, str] | None = None) -> None:
-        """``verify``: what requests would be given: False, a CA bundle's path, or
-        True for requests' own default trust."""
+    def __init__(self, trust: Trust, env: Mapping[str, str] | None = None) -> None:
         self._env = os.environ if env is None else env
-        reason = unusual_environment(self._env, verify)
+        reason = unusual_environment(self._env, trust)
         if reason:
             raise Unsure(reason)
-        self._verify = verify
+        self._trust = trust
         self._context: ssl.SSLContext | None = None
         self._connections: dict[tuple[str, str], http.client.HTTPConnection] = {}
         self._lock = threading.Lock()
@@ -173,20 +172,6 @@ class StdlibTransport:
             connection.close()
 
     def _tls_context(self) -> ssl.SSLContext:
-        """Trust as requests (urllib3) would: the bundle given, else certifi's."""
         if self._context is None:
-            if self._verify is False:
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            else:
-                if self._verify is True:
-                    import certifi
-
-                    bundle = certifi.where()
-                else:
-                    bundle = self._verify
-                context = ssl.create_default_context(cafile=bundle)
-                context.hostname_checks_common_name = False
-            self._context = context
+            self._context = self._trust.ssl_context()
         return self._context
