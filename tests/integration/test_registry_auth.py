@@ -232,13 +232,14 @@ def test_bearer_anonymous_is_told_to_log_in(token_registry, tokens, repo_name):
         store.list_tags()
 
 
-def test_bearer_mount_asks_pull_on_the_source(token_registry, tokens, repo_name):
+def test_bearer_mount_asks_pull_on_the_source(token_registry, tokens, repo_name, caplog):
+    caplog.set_level(logging.DEBUG, logger="builder_resource")
     blob = BytesBlob(b"mounted with a token")
     with token_store(token_registry, repo_name + "-src") as source:
         source.push_blob(blob)
     with token_store(token_registry, repo_name) as store:
         store.push_blob(blob, mount_from=repo_name + "-src")
-        assert store.stats.mounted == 1
+    assert f"mounted {blob.digest[7:19]} from {repo_name}-src" in caplog.text
     scopes = [set(r[1]) for r in requests_for(tokens, repo_name + "-src")]
     assert {f"repository:{repo_name}:pull,push", f"repository:{repo_name}-src:pull"} in scopes
 
@@ -249,5 +250,5 @@ def test_bearer_parallel_push_shares_one_token(token_registry, tokens, repo_name
     with token_store(token_registry, repo_name) as store:
         store.blob_exists(blobs[0].digest)  # the pull token
         assert parallel_push(store, blobs, workers=4) == 12
-        assert store.stats.pushed == 12
+        assert all(store.blob_exists(b.digest) for b in blobs)
     assert len(requests_for(tokens, repo_name)) == 2

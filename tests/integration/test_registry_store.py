@@ -3,7 +3,6 @@ plus scripted fake servers for what distribution 2.8 cannot show."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 
@@ -25,7 +24,7 @@ from builder_resource.oci.media_types import (
 )
 from builder_resource.store import progress
 from builder_resource.store.registry import RegistryStore, RetryPolicy
-from builder_resource.store.transfer import fetch_blob, parallel_fetch, parallel_push
+from builder_resource.store.transfer import parallel_push
 from fixtures.http_fakes import FakeRegistry
 from fixtures.registry_content import make_version
 
@@ -45,7 +44,7 @@ def read_all(store: RegistryStore, digest: str, size: int | None = None) -> byte
         return stream.read()
 
 
-def test_version_round_trip(registry, repo_name, tmp_path):
+def test_version_round_trip(registry, repo_name):
     """An index with a Docker schema 2 image child and an OCI artifact child with
     the empty config goes in and comes back byte for byte, with its media types."""
     version = make_version("1.0")
@@ -64,10 +63,8 @@ def test_version_round_trip(registry, repo_name, tmp_path):
         assert read_all(store, EMPTY_DIGEST) == b"{}"
         assert store.list_tags() == ["1.0"]
 
-        targets = [(b.digest, b.size, tmp_path / b.digest[7:]) for b in version.blobs]
-        for path in parallel_fetch(store, targets):
-            assert hashlib.sha256(path.read_bytes()).hexdigest() == path.name
-        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(t[2].name for t in targets)
+        for blob in version.blobs:
+            assert read_all(store, blob.digest, blob.size) == blob.data
 
 
 def test_missing_things(registry, repo_name):
@@ -115,7 +112,6 @@ def test_present_blob_is_not_sent_again(registry, repo_name, fault_proxy):
         store.push_blob(blob)
         store.push_blob(blob)
         parallel_push(store, [blob, blob, blob])
-        assert store.stats.pushed == 1 and store.stats.skipped == 2
     assert fault_proxy.count("PUT", "/blobs/uploads/") == 1
     assert fault_proxy.count("POST", "/blobs/uploads/") == 1
     assert fault_proxy.count("HEAD", "/blobs/sha256:") == 3
@@ -127,7 +123,6 @@ def test_cross_repository_mount(registry, repo_name, fault_proxy):
         source.push_blob(blob)
     with open_store(fault_proxy.host, repo_name) as store:
         store.push_blob(blob, mount_from=repo_name + "-src")
-        assert store.stats.mounted == 1 and store.stats.pushed == 0
         assert store.blob_exists(blob.digest)
         assert read_all(store, blob.digest, blob.size) == blob.data
     posts = [s.path for s in fault_proxy.seen if s.method == "POST"]
@@ -141,7 +136,6 @@ def test_mount_falls_back_to_upload(registry, repo_name, fault_proxy):
     blob = BytesBlob(b"not there " * 100)
     with open_store(fault_proxy.host, repo_name) as store:
         store.push_blob(blob, mount_from=repo_name + "-empty")
-        assert store.stats.mounted == 0 and store.stats.pushed == 1
         assert read_all(store, blob.digest) == blob.data
     assert fault_proxy.count("POST") == 1 and fault_proxy.count("PUT") == 1
 
@@ -154,9 +148,7 @@ def test_large_file_blob_streams_from_a_file_section(registry, repo_name, tmp_pa
     section = FileSection(archive, 6, len(data), sha256_digest(data))
     with open_store(registry.host, repo_name) as store:
         store.push_blob(section)
-        out = fetch_blob(store, section.digest, section.size, tmp_path / "out")
-        assert out.read_bytes() == data
-        assert store.stats.bytes_pushed == len(data)
+        assert read_all(store, section.digest, section.size) == data
 
 
 def test_upload_uses_the_location_it_is_given():
@@ -182,7 +174,7 @@ def test_upload_uses_the_location_it_is_given():
         assert "Transfer-Encoding" not in put[0].headers
 
 
-def test_wrong_bytes_on_download_are_an_error_and_leave_nothing(tmp_path):
+def test_wrong_bytes_on_download_are_an_error():
     good = b"the real content"
     digest = sha256_digest(good)
     with FakeRegistry() as fake:
@@ -198,10 +190,7 @@ def test_wrong_bytes_on_download_are_an_error_and_leave_nothing(tmp_path):
             with pytest.raises(DigestMismatchError):
                 read_all(store, digest, len(good) + 1)  # size known up front
             with pytest.raises(DigestMismatchError):
-                fetch_blob(store, digest, None, tmp_path / "blob")
-            with pytest.raises(DigestMismatchError):
                 store.get_manifest(digest)
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_tag_listing_follows_link_pages():

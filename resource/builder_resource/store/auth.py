@@ -140,8 +140,6 @@ class Authenticator:
         self._tokens: dict[frozenset[str], tuple[str, float]] = {}  # scopes → token, expiry
         self._memo_keys: list[str] = []
         self._lock = threading.Lock()
-        #: How many tokens were fetched: the cache's effect, visible to tests and logs.
-        self.token_requests = 0
 
     def __repr__(self) -> str:
         return f"Authenticator({self.registry!r}, username={self._username!r})"
@@ -256,7 +254,6 @@ class Authenticator:
         if self._username:
             headers["Authorization"] = basic_credentials(self._username, self._password)
         where = f"token server {urlsplit(realm).netloc}"
-        self.token_requests += 1
         response = self._fetch_url(url, headers)
         try:
             if response.status in (401, 403):

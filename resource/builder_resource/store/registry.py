@@ -59,7 +59,7 @@ log = logging.getLogger("builder_resource.store")
 #: Registries must accept manifests of 4 MB; anything far above is not a manifest.
 MAX_MANIFEST = 16 << 20
 #: A registry that keeps answering "next page" is looping.
-MAX_TAG_PAGES = 10_000
+MAX_PAGES = 10_000
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
@@ -111,23 +111,6 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     return max(0.0, when.timestamp() - now)
 
 
-@dataclass
-class TransferStats:
-    """What a store moved, for the closing log line of a put or get."""
-
-    pushed: int = 0
-    skipped: int = 0
-    mounted: int = 0
-    bytes_pushed: int = 0
-    bytes_pulled: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for key, n in counts.items():
-                setattr(self, key, getattr(self, key) + n)
-
-
 class _Transient(StoreError):
     """A failure another attempt may cure; raised once a request ran out of tries
     (or was not to be retried here because its caller retries a larger unit)."""
@@ -173,7 +156,6 @@ class RegistryStore:
         self.auth = Authenticator(
             self.registry, self._fetch, username=username, password=password, memo=memo
         )
-        self.stats = TransferStats()
         self._base: str | None = None
         self._base_lock = threading.Lock()
         self._pull = frozenset({repository_scope(self.name, "pull")})
@@ -225,7 +207,6 @@ class RegistryStore:
         (another repository of this registry) when given and possible."""
         digest = check_digest(blob.digest)
         if self.blob_exists(digest):
-            self.stats.add(skipped=1)
             log.debug("%s: blob %s already present", self.location, short(digest))
             return
         progress = Progress(f"push {short(digest)} to {self.location}", blob.size)
@@ -263,7 +244,6 @@ class RegistryStore:
                 retry=False,
             )
             if response.status == 201:
-                self.stats.add(mounted=1)
                 log.debug("%s: mounted %s from %s", self.location, short(digest), mount_from)
                 return
             # 202: the registry started an ordinary upload instead; use it.
@@ -299,7 +279,6 @@ class RegistryStore:
         stored = response.header("Docker-Content-Digest")
         if stored and stored != digest:
             raise StoreError(f"registry {self.registry}: {what}: stored as {stored}")
-        self.stats.add(pushed=1, bytes_pushed=blob.size)
 
     @contextmanager
     def open_blob(self, digest: str, size: int | None = None) -> Iterator[BinaryIO]:
@@ -480,66 +459,61 @@ class RegistryStore:
         return digest
 
     def referrers(self, digest: str) -> list[Descriptor]:
-        """The referrers API, following ``Link`` pages; where it answers 404 (it
-        never does on a registry that has it), the referrers tag schema."""
+        """The referrers API; where it answers 404 (it never does on a registry that
+        has it), the referrers tag schema."""
         from . import referrers
 
         check_digest(digest)
-        url: str | None = self._url("referrers", digest)
+        what = f"GET referrers of {digest}"
         found: list[Descriptor] = []
-        seen: set[str] = set()
-        while url:
-            if url in seen or len(seen) >= MAX_TAG_PAGES:
-                raise StoreError(f"registry {self.registry}: referrers do not end ({url})")
-            seen.add(url)
-            what = f"GET referrers of {digest}"
-            response, body = self._read(url, self._pull, what, headers={"Accept": OCI_INDEX})
-            if response.status == 404 and not found:
-                response.close()
-                self._referrers_api = False
+        for page in self._pages(self._url("referrers", digest), what, {"Accept": OCI_INDEX}):
+            self._referrers_api = page is not None
+            if page is None:
                 tag = referrers.fallback_tag(digest)
                 try:
                     index = self.get_manifest(tag)[0]
                 except NotFoundError:
                     return []
                 return referrers.parse_referrers(index, f"{self.location}:{tag}")
-            if response.status != 200:
-                raise self._error(response, what)
-            self._referrers_api = True
-            found += referrers.parse_referrers(body or b"", f"{self.location} {what}")
-            link = next_link(response.header("Link"))
-            url = urljoin(response.url, link) if link else None
+            found += referrers.parse_referrers(page, f"{self.location} {what}")
         return found
 
     def list_tags(self) -> list[str]:
-        """Follows ``Link: rel="next"`` pages (distribution 3 and most registries);
-        distribution 2.8 sends everything at once, unsorted."""
-        url: str | None = self._url("tags", "list")
         tags: list[str] = []
-        seen: set[str] = set()
-        first = True
-        while url:
-            if url in seen or len(seen) >= MAX_TAG_PAGES:
-                raise StoreError(f"registry {self.registry}: tag listing does not end ({url})")
-            seen.add(url)
-            what = "list tags"
-            response, body = self._read(url, self._pull, what)
-            if response.status == 404 and first:
-                response.close()
+        for page in self._pages(self._url("tags", "list"), "list tags"):
+            if page is None:
                 return []
-            if response.status != 200:
-                raise self._error(response, what)
             try:
-                page = json.loads(body or b"").get("tags") or []
+                listed = json.loads(page).get("tags") or []
             except (ValueError, AttributeError):
                 raise StoreError(
-                    f"registry {self.registry}: {what}: answer is not a tag list"
+                    f"registry {self.registry}: list tags: answer is not a tag list"
                 ) from None
-            tags.extend(t for t in page if isinstance(t, str))
-            link = next_link(response.header("Link"))
-            url = urljoin(response.url, link) if link else None
-            first = False
+            tags.extend(t for t in listed if isinstance(t, str))
         return list(dict.fromkeys(tags))
+
+    def _pages(
+        self, url: str, what: str, headers: dict[str, str] | None = None
+    ) -> Iterator[bytes | None]:
+        """The bodies of ``url`` and of the pages ``Link: rel="next"`` leads to
+        (distribution 3 and most registries page; 2.8 sends everything at once).
+        None for a 404 of the first page: no such repository, or no such API."""
+        seen: set[str] = set()
+        next_url: str | None = url
+        while next_url:
+            if next_url in seen or len(seen) >= MAX_PAGES:
+                raise StoreError(f"registry {self.registry}: {what} does not end ({next_url})")
+            seen.add(next_url)
+            response, body = self._read(next_url, self._pull, what, headers=headers)
+            if response.status == 404 and len(seen) == 1:
+                response.close()
+                yield None
+                return
+            if response.status != 200:
+                raise self._error(response, what)
+            yield body or b""
+            link = next_link(response.header("Link"))
+            next_url = urljoin(response.url, link) if link else None
 
     # -- HTTP ---------------------------------------------------------------------
 
@@ -868,7 +842,6 @@ class _Download(io.RawIOBase):
             if data:
                 self._offset += len(data)
                 self._progress.update(len(data))
-                self._store.stats.add(bytes_pulled=len(data))
                 return data
             self._progress.finish()
             self._response.close()

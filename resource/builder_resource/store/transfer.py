@@ -1,5 +1,5 @@
-"""Moving the blobs of one version: a small bounded pool of threads, and blob
-downloads that leave no partial file behind.
+"""Moving the blobs of one version: a small bounded pool of threads, and
+downloads that others read while they arrive.
 
 Three workers, as Docker's default for downloads: a loopback registry is bound by
 its own CPU, a remote one by latency, and either gains little from more.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -76,31 +75,6 @@ def parallel_push(
 
     parallel([push(b) for b in ordered], workers)
     return len(ordered)
-
-
-def fetch_blob(store: Store, digest: str, size: int | None, dest: Path) -> Path:
-    """Download a blob to ``dest``, verified. The bytes go to a temporary name
-    beside it and are moved into place only once verified; on any failure
-    nothing is left at either name."""
-    dest = Path(dest)
-    part = dest.with_name(f".{dest.name}.part")
-    try:
-        with store.open_blob(digest, size) as source, open(part, "wb") as out:
-            shutil.copyfileobj(source, out, CHUNK)  # type: ignore[misc]
-        os.replace(part, dest)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    return dest
-
-
-def parallel_fetch(
-    store: Store, items: Sequence[tuple[str, int | None, Path]], workers: int = WORKERS
-) -> list[Path]:
-    """``fetch_blob`` for each ``(digest, size, dest)``, on a small pool."""
-    return parallel(
-        [lambda d=d, s=s, p=p: fetch_blob(store, d, s, p) for d, s, p in items], workers
-    )
 
 
 # --- downloads that others read while they arrive --------------------------------------
