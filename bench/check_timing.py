@@ -13,9 +13,10 @@ warm medians, skopeo's, and the full path's (``BUILDER_RESOURCE_FAST_CHECK=0``).
 Every check's output is compared with the full path's. For scale, the first line
 is the interpreter alone (``python -P -c pass``), the floor of any Python check.
 
-The resource runs with ``$BUILDER_RESOURCE_PYTHON`` (default: this interpreter) — use
-a venv like the image's (``python3 -m venv /tmp/ckvenv && /tmp/ckvenv/bin/pip
-install -e .``): a system site-packages with extra ``.pth`` files costs every start.
+The resource runs with ``--python`` (default: this interpreter). Use a venv like the
+image's, on Debian's python3 (``/usr/bin/python3 -m venv /tmp/ckvenv &&
+/tmp/ckvenv/bin/pip install .``): a system site-packages with extra ``.pth`` files
+costs every start.
 TLS and auth set-ups need the test fixtures (``cryptography``, ``pytest``).
 """
 
