@@ -17,11 +17,13 @@ from pathlib import Path
 from .attest.provenance import PutFacts
 from .attest.referrers import Attachments, Found, VerificationError, verify_version
 from .attest.signing import Signer, Verifier, load_signer, load_verifier
-from .attest.version import attach
+from .attest.version import attach, reusable_sboms
 from .building import git
 from .config import PutParams, Source
+from .errors import StoreError
 from .release import Release
 from .store import Store
+from .versions import order_tags
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ def signer_for(source: Source) -> Signer | None:
 
 def attachments_for(
     *,
+    store: Store,
     source: Source,
     params: PutParams,
     repository: str,
@@ -74,7 +77,22 @@ def attachments_for(
         started=started,
         finished=datetime.now(UTC),
     )
-    return attach(release, index, facts, with_sbom=source.sbom, signer=signer)
+    earlier = newest_sboms(store, source, signer) if source.sbom else {}
+    return attach(release, index, facts, with_sbom=source.sbom, signer=signer, earlier=earlier)
+
+
+def newest_sboms(
+    store: Store, source: Source, signer: Signer | None
+) -> dict[tuple[str, str], bytes]:
+    """The SBOMs of the newest version (check's order), which a put that builds
+    the same images again takes instead of reading their layers."""
+    try:
+        tags = order_tags(store.list_tags(), source.tag_regex)
+        newest = store.resolve_tag(tags[-1]) if tags else None
+    except StoreError as e:
+        log.info("sbom: no earlier version to reuse from: %s", e)
+        return {}
+    return reusable_sboms(store, newest, signer) if newest else {}
 
 
 def public_params(source: Source, params: PutParams) -> dict[str, object]:

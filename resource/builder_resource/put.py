@@ -61,8 +61,8 @@ def run(payload: Any, sources: Path, env: dict[str, str]) -> dict[str, Any]:
         release = _release(output, Path(scratch), _annotations(tag, now, revision, context, env))
         encoded = rel.encode(release)
         attached = attachments_for(
-            source=source, params=params, repository=store.location, tag=tag, release=release,
-            index=encoded.index, started=now, revision=revision, context=context,
+            store=store, source=source, params=params, repository=store.location, tag=tag,
+            release=release, index=encoded.index, started=now, revision=revision, context=context,
             builder=builder.name, env=env, signer=signer,
         )  # fmt: skip
         digest = publish(store, encoded, tag, attached)

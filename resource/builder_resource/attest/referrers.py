@@ -19,6 +19,7 @@ read them back.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import ImageError, NotFoundError, ResourceError
@@ -141,12 +142,18 @@ class Found:
     envelope: bytes | None
 
 
-def find(store: Store, digest: str, verifier: Verifier | None) -> list[Found]:
-    """The version's attestations; with a ``verifier``, each must be a DSSE
-    envelope signed by one of its keys, else the whole version is refused."""
+def find(
+    store: Store,
+    digest: str,
+    verifier: Verifier | None,
+    keep: Callable[[Descriptor], bool] | None = None,
+) -> list[Found]:
+    """The version's attestations (those ``keep`` accepts by their referrer
+    descriptor); with a ``verifier``, each must be a DSSE envelope signed by one of
+    its keys, else the whole version is refused."""
     found = []
     for descriptor in store.referrers(digest):
-        if descriptor.artifact_type != ARTIFACT_TYPE:
+        if descriptor.artifact_type != ARTIFACT_TYPE or (keep and not keep(descriptor)):
             continue
         raw, media_type = store.get_manifest(descriptor.digest)
         layers = json.loads(raw).get("layers") or []
