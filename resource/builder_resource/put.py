@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,15 @@ def run(payload: Any, sources: Path, env: dict[str, str]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="builder-put-") as scratch:
         release = _release(output, Path(scratch), _annotations(tag, now, revision, context, env))
         encoded = rel.encode(release)
-        attached = attachments_for(
-            store=store, source=source, params=params, repository=store.location, tag=tag,
-            release=release, index=encoded.index, started=now, revision=revision, context=context,
-            builder=builder.name, env=env, signer=signer,
-        )  # fmt: skip
-        digest = publish(store, encoded, tag, attached)
+        # The attachments (the SBOMs read every layer) are made while the blobs upload.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="attest") as pool:
+            attached = pool.submit(
+                attachments_for, store=store, source=source, params=params,
+                repository=store.location, tag=tag, release=release, index=encoded.index,
+                started=now, revision=revision, context=context, builder=builder.name, env=env,
+                signer=signer,
+            )  # fmt: skip
+            digest = publish(store, encoded, tag, attached.result)
 
     log.info("published %s@%s as %s", store.location, digest, tag)
     return {
