@@ -232,18 +232,6 @@ def test_bearer_anonymous_is_told_to_log_in(token_registry, tokens, repo_name):
         store.list_tags()
 
 
-def test_bearer_mount_asks_pull_on_the_source(token_registry, tokens, repo_name, caplog):
-    caplog.set_level(logging.DEBUG, logger="builder_resource")
-    blob = BytesBlob(b"mounted with a token")
-    with token_store(token_registry, repo_name + "-src") as source:
-        source.push_blob(blob)
-    with token_store(token_registry, repo_name) as store:
-        store.push_blob(blob, mount_from=repo_name + "-src")
-    assert f"mounted {blob.digest[7:19]} from {repo_name}-src" in caplog.text
-    scopes = [set(r[1]) for r in requests_for(tokens, repo_name + "-src")]
-    assert {f"repository:{repo_name}:pull,push", f"repository:{repo_name}-src:pull"} in scopes
-
-
 def test_bearer_parallel_push_shares_one_token(token_registry, tokens, repo_name):
     """Threads of one store wait for the one token fetch instead of each asking."""
     blobs = [BytesBlob(f"blob {i}".encode() * 1000) for i in range(12)]

@@ -117,29 +117,6 @@ def test_present_blob_is_not_sent_again(registry, repo_name, fault_proxy):
     assert fault_proxy.count("HEAD", "/blobs/sha256:") == 3
 
 
-def test_cross_repository_mount(registry, repo_name, fault_proxy):
-    blob = BytesBlob(b"mount me " * 1000)
-    with open_store(registry.host, repo_name + "-src") as source:
-        source.push_blob(blob)
-    with open_store(fault_proxy.host, repo_name) as store:
-        store.push_blob(blob, mount_from=repo_name + "-src")
-        assert store.blob_exists(blob.digest)
-        assert read_all(store, blob.digest, blob.size) == blob.data
-    posts = [s.path for s in fault_proxy.seen if s.method == "POST"]
-    assert len(posts) == 1 and "mount=sha256" in posts[0] and "from=tests" in posts[0]
-    assert fault_proxy.count("PUT") == 0
-
-
-def test_mount_falls_back_to_upload(registry, repo_name, fault_proxy):
-    """The source repository lacks the blob: the registry answers 202 and the
-    upload it started is used."""
-    blob = BytesBlob(b"not there " * 100)
-    with open_store(fault_proxy.host, repo_name) as store:
-        store.push_blob(blob, mount_from=repo_name + "-empty")
-        assert read_all(store, blob.digest) == blob.data
-    assert fault_proxy.count("POST") == 1 and fault_proxy.count("PUT") == 1
-
-
 def test_large_file_blob_streams_from_a_file_section(registry, repo_name, tmp_path):
     """A FileSection (a member of an archive) is pushed in place, then fetched."""
     data = bytes(range(256)) * 20_000  # ~5 MiB

@@ -56,7 +56,7 @@ class LayoutStore:
     def blob_exists(self, digest: str) -> bool:
         return self._blob_path(digest).is_file()
 
-    def push_blob(self, blob: BlobSource, mount_from: str | None = None) -> None:
+    def push_blob(self, blob: BlobSource) -> None:
         target = self._blob_path(blob.digest)
         if target.is_file():
             return

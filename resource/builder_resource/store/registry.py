@@ -10,9 +10,8 @@ hands over to requests wherever it cannot vouch for doing the same.
 
 Blobs stream both ways in 1 MiB pieces, so memory stays flat whatever their size;
 every byte read is verified against its digest. Uploads are HEAD first (skip what
-the registry has), then a cross-repository mount when the caller knows another
-repository of the registry holds the blob, else POST and one monolithic PUT to the
-Location the registry returned. An upload that fails midway starts over from a
+the registry has), then POST and one monolithic PUT to the Location the registry
+returned. An upload that fails midway starts over from a
 fresh POST and re-reads its source; a download that breaks resumes with ``Range``.
 
 Retries follow what containers/image does: connection errors, 5xx and 429 are
@@ -202,9 +201,8 @@ class RegistryStore:
             return False
         raise self._error(response, what)
 
-    def push_blob(self, blob: BlobSource, mount_from: str | None = None) -> None:
-        """Upload ``blob`` unless the registry has it; mount it from ``mount_from``
-        (another repository of this registry) when given and possible."""
+    def push_blob(self, blob: BlobSource) -> None:
+        """Upload ``blob`` unless the registry has it."""
         digest = check_digest(blob.digest)
         if self.blob_exists(digest):
             log.debug("%s: blob %s already present", self.location, short(digest))
@@ -213,7 +211,7 @@ class RegistryStore:
         attempt = 0
         while True:
             try:
-                self._upload(blob, mount_from, progress)
+                self._upload(blob, progress)
                 break
             except _Transient as e:
                 if attempt + 1 >= self.policy.tries:
@@ -227,28 +225,11 @@ class RegistryStore:
                     break
         progress.finish()
 
-    def _upload(self, blob: BlobSource, mount_from: str | None, progress: Progress) -> None:
+    def _upload(self, blob: BlobSource, progress: Progress) -> None:
         digest = blob.digest
-        uploads = self._url("blobs", "uploads/")
         what = f"push blob {digest}"
-        if mount_from and mount_from != self.name:
-            parse_repository(f"{self.registry}/{mount_from}")
-            scopes = self._push | {repository_scope(mount_from, "pull")}
-            response = self._request(
-                "POST",
-                uploads,
-                scopes,
-                f"mount blob {digest} from {mount_from}",
-                query={"mount": digest, "from": mount_from},
-                body=b"",
-                retry=False,
-            )
-            if response.status == 201:
-                log.debug("%s: mounted %s from %s", self.location, short(digest), mount_from)
-                return
-            # 202: the registry started an ordinary upload instead; use it.
-        else:
-            response = self._request("POST", uploads, self._push, what, body=b"", retry=False)
+        uploads = self._url("blobs", "uploads/")
+        response = self._request("POST", uploads, self._push, what, body=b"", retry=False)
         if response.status != 202:
             raise self._error(response, what)
         location = response.header("Location")

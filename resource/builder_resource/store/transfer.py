@@ -55,25 +55,14 @@ def parallel(tasks: Iterable[Callable[[], T]], workers: int = WORKERS) -> list[T
     return [future.result() for future in futures]
 
 
-def parallel_push(
-    store: Store,
-    blobs: Iterable[BlobSource],
-    workers: int = WORKERS,
-    mount_from: str | None = None,
-) -> int:
+def parallel_push(store: Store, blobs: Iterable[BlobSource], workers: int = WORKERS) -> int:
     """Push every distinct blob, the largest first so the long transfers overlap
     the many small ones. Returns how many distinct blobs there were."""
     unique: dict[str, BlobSource] = {}
     for blob in blobs:
         unique.setdefault(blob.digest, blob)
     ordered = sorted(unique.values(), key=lambda b: b.size, reverse=True)
-
-    def push(blob: BlobSource) -> Callable[[], None]:
-        if mount_from is None:
-            return lambda: store.push_blob(blob)
-        return lambda: store.push_blob(blob, mount_from=mount_from)  # type: ignore[call-arg]
-
-    parallel([push(b) for b in ordered], workers)
+    parallel([lambda b=b: store.push_blob(b) for b in ordered], workers)
     return len(ordered)
 
 
