@@ -237,10 +237,6 @@ class BackgroundFetch:
             with self._lock:
                 self.fetched += filling.size
 
-    def cancel(self) -> None:
-        """Stop: what has not started never starts, what runs ends at its next chunk."""
-        self._cancel.set()
-
     def finish(self, error: BaseException | None = None) -> None:
         """Wait for every fetch to end. With ``error`` (the caller failed), cancel
         first; without, raise the first fetch failure."""
