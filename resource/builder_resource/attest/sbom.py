@@ -1,9 +1,10 @@
 """What an image's root filesystem holds, as a CycloneDX 1.5 JSON document
 (cyclonedx.org/docs/1.5/json), written by cyclonedx-python-lib.
 
-The root filesystem is never unpacked: the layers are streamed once, in order,
-and only the package databases are kept (later layers replace earlier files;
-whiteouts and opaque whiteouts, image-spec ``layer.md``, remove them):
+The root filesystem is never unpacked: each layer is streamed once (several at
+once, each on its own), and only the package databases are kept, folded in layer
+order (later layers replace earlier files; whiteouts and opaque whiteouts,
+image-spec ``layer.md``, remove them):
 
 - Debian: ``var/lib/dpkg/status`` (deb822 paragraphs; packages whose ``Status``
   ends in ``installed``), and distroless's ``var/lib/dpkg/status.d/*``;
@@ -21,12 +22,15 @@ purl-spec: ``pkg:deb/<distro>/<name>@<version>?arch=``, ``pkg:apk/alpine/...``,
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 import uuid
 import warnings
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Set as AbstractSet
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, BinaryIO
@@ -78,42 +82,79 @@ def package_files(layers: Iterable[Opener]) -> dict[str, bytes]:
     """The package databases of the root filesystem the layers make, by path, and
     its executables' digests (under :data:`EXECUTABLES`)."""
     kept: dict[str, bytes] = {}
-    for open_layer in layers:
-        added: dict[str, bytes] = {}
-        removed: set[str] = set()  # whited out, or replaced by a non-directory: trees
-        replaced: set[str] = set()  # replaced by a directory: the path alone
-        opaque: set[str] = set()  # directories whose lower contents it hides
-        with open_layer() as raw:
-            stream = TarStream(decompressing_reader(raw))
-            while (member := stream.next()) is not None:
-                path = _clean(member.name)
-                base = path.rsplit("/", 1)[-1]
-                parent = path[: len(path) - len(base)]
-                if base == ".wh..wh..opq":
-                    opaque.add(parent.rstrip("/"))
-                elif base.startswith(".wh."):
-                    removed.add(parent + base[len(".wh.") :])
-                elif member.type == DIRTYPE:
-                    replaced.add(path)
-                else:
-                    removed.add(path)
-                    if member.type not in (REGTYPE, AREGTYPE):
-                        continue
-                    if wanted(path):
-                        if member.size <= MAX_DATABASE:
-                            added[path] = _read(stream)
-                    elif member.mode & 0o111:
-                        added[EXECUTABLES + path] = _sha256(stream).encode()
+    for layer in _scan_all(list(layers)):  # in layer order: each hides what is below it
         for key in list(kept):
-            if _hidden(key.removeprefix(EXECUTABLES), removed, replaced, opaque):
+            if _hidden(key.removeprefix(EXECUTABLES), layer):
                 del kept[key]
-        kept.update(added)
+        kept.update(layer.added)
     return kept
 
 
-def _hidden(path: str, removed: set[str], replaced: set[str], opaque: set[str]) -> bool:
-    """Whether a lower layer's ``path`` is gone after this layer."""
-    if path in removed or path in replaced or "" in opaque:
+@dataclass(frozen=True)
+class _LayerScan:
+    """What one layer adds and hides, found without the layers below it, so that
+    the layers can be read at once and folded in order afterwards."""
+
+    added: dict[str, bytes]
+    removed: AbstractSet[str]  # whited out, or replaced by a non-directory: trees
+    replaced: AbstractSet[str]  # replaced by a directory: the path alone
+    opaque: AbstractSet[str]  # directories whose lower contents it hides
+
+
+def _scan_all(layers: list[Opener]) -> list[_LayerScan]:
+    """Each layer's scan, several at once: decompression is most of the time and
+    isal (like zlib and zstandard) releases the GIL while it runs. The error of the
+    first failing layer, in layer order, is raised once no scan is running."""
+    workers = min(len(layers), os.cpu_count() or 1, 4)
+    if workers <= 1:
+        return [_scan(open_layer) for open_layer in layers]
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="sbom-scan")
+    try:
+        futures = [pool.submit(_scan, open_layer) for open_layer in layers]
+        wait(futures, return_when=FIRST_EXCEPTION)
+    finally:
+        # After a failure (or an interrupt) the layers not started are not read;
+        # the running scans are waited for, so no thread outlives the call.
+        pool.shutdown(wait=True, cancel_futures=True)
+    # Scans start in layer order, so any cancelled one comes after every failed one:
+    # the first failure in layer order is what this raises, never a CancelledError.
+    return [future.result() for future in futures]
+
+
+def _scan(open_layer: Opener) -> _LayerScan:
+    """One layer's package databases, executables' digests and hidden paths."""
+    added: dict[str, bytes] = {}
+    removed: set[str] = set()
+    replaced: set[str] = set()
+    opaque: set[str] = set()
+    with open_layer() as raw, _scratch() as scratch:
+        stream = TarStream(decompressing_reader(raw))
+        while (member := stream.next()) is not None:
+            path = _clean(member.name)
+            base = path.rsplit("/", 1)[-1]
+            parent = path[: len(path) - len(base)]
+            if base == ".wh..wh..opq":
+                opaque.add(parent.rstrip("/"))
+            elif base.startswith(".wh."):
+                removed.add(parent + base[len(".wh.") :])
+            elif member.type == DIRTYPE:
+                replaced.add(path)
+            else:
+                removed.add(path)
+                if member.type not in (REGTYPE, AREGTYPE):
+                    continue
+                if wanted(path):
+                    if member.size <= MAX_DATABASE:
+                        added[path] = _read(stream, scratch)
+                elif member.mode & 0o111:
+                    added[EXECUTABLES + path] = _sha256(stream, scratch).encode()
+    return _LayerScan(added, removed, replaced, opaque)
+
+
+def _hidden(path: str, layer: _LayerScan) -> bool:
+    """Whether a lower layer's ``path`` is gone after ``layer``."""
+    removed, opaque = layer.removed, layer.opaque
+    if path in removed or path in layer.replaced or "" in opaque:
         return True
     parts = path.split("/")
     for i in range(1, len(parts)):
@@ -229,13 +270,11 @@ def _file_component(key: str, digest: bytes) -> Any:
     )
 
 
-def _sha256(stream: TarStream) -> str:
+def _sha256(stream: TarStream, scratch: BinaryIO) -> str:
     import hashlib
 
-    with tempfile.TemporaryFile() as f:
-        stream.copy_data(f.fileno())
-        f.seek(0)
-        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+    with _spilled(stream, scratch) as data:
+        return "sha256:" + hashlib.file_digest(data, "sha256").hexdigest()
 
 
 def _clean(name: str) -> str:
@@ -243,11 +282,31 @@ def _clean(name: str) -> str:
     return "/".join(parts)
 
 
-def _read(stream: TarStream) -> bytes:
-    with tempfile.TemporaryFile() as f:
-        stream.copy_data(f.fileno())
-        f.seek(0)
-        return f.read()
+def _read(stream: TarStream, scratch: BinaryIO) -> bytes:
+    with _spilled(stream, scratch) as data:
+        return data.read()
+
+
+def _scratch() -> BinaryIO:
+    """An empty unbuffered file for members' data, one at a time (TarStream writes
+    data only to a file descriptor): in memory where Linux has memfd, since a
+    temporary file on disk cost more to create and drop than its data took to read."""
+    if hasattr(os, "memfd_create"):
+        return open(os.memfd_create("sbom-scan"), "w+b", buffering=0)
+    return tempfile.TemporaryFile(buffering=0)
+
+
+@contextmanager
+def _spilled(stream: TarStream, scratch: BinaryIO) -> Iterator[BinaryIO]:
+    """``scratch`` holding the current member's data, read from its start; emptied
+    afterwards so that a large executable's pages are not kept."""
+    stream.copy_data(scratch.fileno())
+    scratch.seek(0)
+    try:
+        yield scratch
+    finally:
+        scratch.seek(0)
+        scratch.truncate()
 
 
 def _paragraphs(text: str) -> Iterable[dict[str, str]]:
