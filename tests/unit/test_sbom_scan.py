@@ -61,16 +61,6 @@ TOOL, RUN, OLD_LINK, NEW = b"\x7fELF tool", b"\x7fELF run", b"\x7fELF ln", b"\x7
 RUN_2, BIG = b"\x7fELF run 2", bytes(range(256)) * 1024  # past one small read
 
 
-@pytest.fixture(params=["memfd", "temporary file"])
-def scratch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Members' data goes through memfd on Linux, else through a temporary file."""
-    if request.param == "temporary file":
-        monkeypatch.delattr(sbom.os, "memfd_create", raising=False)
-    elif not hasattr(sbom.os, "memfd_create"):
-        pytest.skip("no memfd here")
-
-
-@pytest.mark.usefixtures("scratch")
 def test_package_files_folds_the_layers_in_order() -> None:
     layers = [
         _layer({

@@ -289,10 +289,9 @@ def _read(stream: TarStream, scratch: BinaryIO) -> bytes:
 
 def _scratch() -> BinaryIO:
     """An empty unbuffered file for members' data, one at a time (TarStream writes
-    data only to a file descriptor): in memory where Linux has memfd, since a
-    temporary file on disk cost more to create and drop than its data took to read."""
-    if hasattr(os, "memfd_create"):
-        return open(os.memfd_create("sbom-scan"), "w+b", buffering=0)
+    data only to a file descriptor). One per layer: a file per member cost more to
+    create and drop than most members took to read. On disk, not in memory: an
+    executable may be a static binary of a gigabyte."""
     return tempfile.TemporaryFile(buffering=0)
 
 
