@@ -122,6 +122,26 @@ def test_no_dead_weight(image: PublishedImage) -> None:
     assert left == []
 
 
+COMPILED_CHECK = """
+import importlib.util, json, os, sys
+import builder_resource.put, builder_resource.get, builder_resource.fastcheck
+import builder_resource.attest.sbom, cyclonedx.model.bom, cyclonedx.output.json
+loaded = [m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)]
+ours = [f for f in loaded if f.startswith("/opt/builder-resource/") and f.endswith(".py")]
+missing = [f for f in ours if not os.path.exists(importlib.util.cache_from_source(f))]
+print(json.dumps({"modules": len(ours), "missing": missing}))
+"""
+
+
+def test_what_the_steps_import_is_compiled_in_the_image(worker: Worker) -> None:
+    """put and get run in a new container each time: a module without its compiled
+    form in the image is compiled again on every run (-B: this run writes none)."""
+    done = worker.run("full", ["/opt/builder-resource/bin/python3", "-B", "-c", COMPILED_CHECK])
+    assert done.returncode == 0, done.stderr.decode()
+    found = json.loads(done.stdout)
+    assert found["modules"] > 100 and found["missing"] == []
+
+
 def test_the_image_is_within_its_size(image: PublishedImage) -> None:
     total = sum(
         os.lstat(os.path.join(directory, name)).st_size
