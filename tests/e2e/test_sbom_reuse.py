@@ -73,9 +73,9 @@ def project(tmp_path: Path, registry: Registry, repo_name: str) -> Project:
 
 def test_the_same_image_takes_the_newest_versions_sbom(project: Project) -> None:
     first, log = project.put("1.0.0")
-    assert REUSED not in log and "sbom of app: 1 packages" in log
+    assert REUSED not in log and "sbom of app: 1 components" in log
     second, log = project.put("1.0.1")
-    assert REUSED in log and "sbom of app: 1 packages" not in log
+    assert REUSED in log and "sbom of app: 1 components" not in log
     reused = project.sbom(second)
     assert reused == project.sbom(first)
     assert [c["name"] for c in reused["components"]] == ["hello"]

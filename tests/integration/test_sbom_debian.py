@@ -71,7 +71,7 @@ def test_sbom_lists_the_debian_packages(debian_base: dict[str, str], tmp_path: P
     source = {"repository": str(tmp_path / "store"), "builder": "buildah"}
     put = concourse.put(source, {"context": "src", "command": command, "version": "1"}, src.parent)
     assert put.returncode == 0, put.stderr
-    timing = re.search(r"sbom of app: (\d+) packages in ([\d.]+) s", put.stderr)
+    timing = re.search(r"sbom of app: (\d+) components in ([\d.]+) s", put.stderr)
     assert timing, put.stderr
     dest = tmp_path / "get"
     get = concourse.get(

@@ -123,7 +123,7 @@ def _sbom_statement(name: str, image: Any, facts: provenance.PutFacts) -> bytes:
     files = sbom.package_files([partial(_open, layer) for layer in image.layers])
     document = sbom.cyclonedx(name, image.manifest_digest, files, facts.finished)
     count = len(json.loads(document).get("components") or [])
-    log.info("sbom of %s: %d packages in %.2f s", name, count, time.monotonic() - started)
+    log.info("sbom of %s: %d components in %.2f s", name, count, time.monotonic() - started)
     return sbom.sbom_statement(name, image.manifest_digest, document)
 
 
