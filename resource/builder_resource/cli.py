@@ -110,12 +110,10 @@ def _wants_debug(payload: Any) -> bool:
 
 
 def _configure_logging(debug: bool) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(message)s",
-    )
-    # Third-party chatter (urllib3 connection logs) only when asked for.
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    # debug: this package's detail and urllib3's connections; not every library's
+    # (py-serializable, under cyclonedx, logs some 800 lines of set-up at DEBUG).
+    logging.getLogger("builder_resource").setLevel(logging.DEBUG if debug else logging.INFO)
     logging.getLogger("urllib3").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 

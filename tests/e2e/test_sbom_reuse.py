@@ -101,3 +101,10 @@ def test_with_a_key_only_what_that_key_signed_is_taken(project: Project) -> None
     version, log = project.put("1.0.3", signing_key=key_b)  # another key: read afresh
     assert REUSED not in log
     assert project.sbom(version, verify_keys=[pub_b])["components"][0]["name"] == "hello"
+
+
+def test_debug_shows_this_resources_detail_not_every_librarys(project: Project) -> None:
+    _, log = project.put("1.0.0", debug=True)
+    assert "requests from here on" in log  # the registry client's debug line
+    assert "Starting new HTTP connection" in log  # urllib3's, asked for with debug
+    assert "Registering" not in log  # py-serializable's set-up, under cyclonedx
