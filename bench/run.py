@@ -39,7 +39,7 @@ from .report import (
 GROUPS = ("put", "get", "rootfs", "apply", "check", "rss", "compress", "cache")
 #: the rows each group prints, in order (the smoke test checks them all)
 ROW_IDS = {
-    "put": ("put_fresh", "put_again"),
+    "put": ("put_fresh", "put_again", "put_fresh_no_sbom"),
     "get": ("get_docker",),
     "rootfs": ("get_rootfs",),
     "apply": ("apply_layers",),
@@ -51,6 +51,7 @@ ROW_IDS = {
 LABELS = {
     "put_fresh": "put into a fresh registry vs skopeo copy oci-archive:",
     "put_again": "put again, every blob there, vs skopeo re-push",
+    "put_fresh_no_sbom": "the same fresh put with sbom: false vs skopeo copy",
     "get_docker": "get format: docker vs skopeo copy docker:// docker-archive:",
     "get_rootfs": "get rootfs: true vs skopeo copy oci: + umoci unpack",
     "apply_layers": "apply_layers alone vs tar -xzf of the same layers",

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ROW_IDS = (
     "put_fresh",
     "put_again",
+    "put_fresh_no_sbom",
     "get_docker",
     "get_rootfs",
     "apply_layers",
