@@ -73,7 +73,7 @@ def answer(text: str, env: Mapping[str, str]) -> tuple[list[dict[str, str]], lis
     material = source_material(source)
     settings = cache.load("source", material)
     how = ["source: cached"]
-    if not _usable(settings):
+    if not usable_settings(settings):
         settings = validated_settings(payload)
         cache.store("source", material, settings)
         how = ["source: validated"]
@@ -161,7 +161,8 @@ def validated_settings(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _usable(settings: dict[str, Any] | None) -> bool:
+def usable_settings(settings: dict[str, Any] | None) -> bool:
+    """Whether a cache entry holds settings this version of the fast path reads."""
     return (
         settings is not None
         and settings.get("format") == CACHE_FORMAT

@@ -115,7 +115,7 @@ def test_validated_settings_are_the_models_values() -> None:
     assert settings["insecure"] is True is source.insecure  # pydantic coerced it
     assert settings["repository"] == source.repository
     assert settings["tag_regex"] == source.tag_regex
-    assert fastcheck._usable(settings)
+    assert fastcheck.usable_settings(settings)
     with pytest.raises(ConfigError, match="repositry: unknown key"):
         fastcheck.validated_settings({"source": {"repositry": "/s"}})
 
@@ -187,7 +187,7 @@ def test_a_symlinked_cache_directory_is_not_used(tmp_path: Path) -> None:
 def test_entries_open_to_others_or_not_json_are_ignored(tmp_path: Path) -> None:
     cache = Cache.for_env({"TMPDIR": str(tmp_path)})
     cache.store("source", "m", {"a": 1})
-    path = cache._path("source", "m")
+    [path] = Path(cache.directory).glob("source-*.json")
     os.chmod(path, 0o644)
     assert Cache.for_env({"TMPDIR": str(tmp_path)}).load("source", "m") is None
     os.chmod(path, 0o600)
