@@ -109,9 +109,9 @@ def _sbom_about(statement: bytes, name: str, digest: str) -> bool:
     try:
         body = json.loads(statement)
         return (
-            body["predicateType"] == sbom.PREDICATE_TYPE
+            digest.startswith("sha256:")
+            and body["predicateType"] == sbom.PREDICATE_TYPE
             and body["subject"] == [{"name": name, "digest": {"sha256": digest[7:]}}]
-            and digest.startswith("sha256:")
             and body["predicate"]["specVersion"] == "1.5"
         )
     except (ValueError, KeyError, TypeError):
