@@ -204,7 +204,7 @@ def ensure_venv(venv: Path, log: Any = print) -> Path:
     deps = project_dependencies()
     pins = ROOT / "resource" / "constraints.txt"
     base = venv_base()
-    material = "\n".join([base, *deps, pins.read_text()])
+    material = "\n".join([base, "without pip and setuptools", *deps, pins.read_text()])
     stamp = venv / (".deps-" + hashlib.sha256(material.encode()).hexdigest()[:12])
     python = venv / "bin" / "python"
     if stamp.is_file() and python.exists():
@@ -217,6 +217,10 @@ def ensure_venv(venv: Path, log: Any = print) -> Path:
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         + ["-c", str(pins), *deps],
         check=True,
+    )
+    # As the image's venv: setuptools' .pth file would cost every start an import.
+    subprocess.run(
+        [str(python), "-m", "pip", "uninstall", "-y", "-q", "pip", "setuptools"], check=True
     )
     for old in venv.glob(".deps-*"):
         old.unlink()
