@@ -110,13 +110,16 @@ def public_bundle() -> str:
         texts.append(Path(certifi.where()).read_text())
     except (ImportError, OSError):
         pass
-    for path in SYSTEM_BUNDLES:
-        try:
-            texts.append(Path(path).read_text())
-            break
-        except OSError:
-            continue
+    system = system_bundle()
+    if system is not None:
+        with contextlib.suppress(OSError):
+            texts.append(Path(system).read_text())
     return "\n".join(texts)
+
+
+def system_bundle() -> str | None:
+    """The system's CA bundle: the first of :data:`SYSTEM_BUNDLES` that can be read."""
+    return next((path for path in SYSTEM_BUNDLES if os.access(path, os.R_OK)), None)
 
 
 def ca_bundle_file(ca_certs: Sequence[str]) -> str:
@@ -180,9 +183,9 @@ class Trust:
             return context
         if self.ca_certs:
             context = ssl.create_default_context(cadata="".join(self.ca_certs))
-            bundle = next((p for p in SYSTEM_BUNDLES if os.path.exists(p)), None)
-            if bundle in SYSTEM_HASHED_DIRS:
-                context.load_verify_locations(capath=SYSTEM_HASHED_DIRS[bundle])
+            hashed = SYSTEM_HASHED_DIRS.get(system_bundle() or "")
+            if hashed is not None:  # the same CAs as the bundle's system part
+                context.load_verify_locations(capath=hashed)
         else:
             import certifi
 
