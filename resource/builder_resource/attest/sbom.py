@@ -29,14 +29,15 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from collections.abc import Set as AbstractSet
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, BinaryIO
 
 from ..oci.compression import decompressing_reader
 from ..oci.tar_stream import AREGTYPE, DIRTYPE, REGTYPE, TarStream
+from ..store.transfer import parallel
 from .statement import statement
 
 PREDICATE_TYPE = "https://cyclonedx.org/bom"
@@ -105,20 +106,8 @@ def _scan_all(layers: list[Opener]) -> list[_LayerScan]:
     """Each layer's scan, several at once: decompression is most of the time and
     isal (like zlib and zstandard) releases the GIL while it runs. The error of the
     first failing layer, in layer order, is raised once no scan is running."""
-    workers = min(len(layers), os.cpu_count() or 1, 4)
-    if workers <= 1:
-        return [_scan(open_layer) for open_layer in layers]
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="sbom-scan")
-    try:
-        futures = [pool.submit(_scan, open_layer) for open_layer in layers]
-        wait(futures, return_when=FIRST_EXCEPTION)
-    finally:
-        # After a failure (or an interrupt) the layers not started are not read;
-        # the running scans are waited for, so no thread outlives the call.
-        pool.shutdown(wait=True, cancel_futures=True)
-    # Scans start in layer order, so any cancelled one comes after every failed one:
-    # the first failure in layer order is what this raises, never a CancelledError.
-    return [future.result() for future in futures]
+    workers = min(os.cpu_count() or 1, 4)
+    return parallel([partial(_scan, layer) for layer in layers], workers, name="sbom-scan")
 
 
 def _scan(open_layer: Opener) -> _LayerScan:

@@ -32,26 +32,25 @@ T = TypeVar("T")
 WORKERS = 3
 
 
-def parallel(tasks: Iterable[Callable[[], T]], workers: int = WORKERS) -> list[T]:
-    """Run ``tasks`` on at most ``workers`` threads; results in task order. On the
-    first failure the tasks not yet started are dropped, the running ones end, and
-    that failure is raised."""
+def parallel(
+    tasks: Iterable[Callable[[], T]], workers: int = WORKERS, name: str = "transfer"
+) -> list[T]:
+    """Run ``tasks`` on at most ``workers`` threads (named ``name``); results in
+    task order. On a failure the tasks not yet started never start, the running
+    ones end, and the first failure in task order is raised."""
     tasks = list(tasks)
     if workers <= 1 or len(tasks) <= 1:
         return [task() for task in tasks]
-    with ThreadPoolExecutor(
-        max_workers=min(workers, len(tasks)), thread_name_prefix="transfer"
-    ) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(tasks)), thread_name_prefix=name)
+    try:
         futures = [pool.submit(task) for task in tasks]
         wait(futures, return_when=FIRST_EXCEPTION)
-        failed = next(
-            (f for f in futures if f.done() and not f.cancelled() and f.exception()), None
-        )
-        if failed is not None:
-            for future in futures:
-                future.cancel()
-    if failed is not None:
-        raise failed.exception()  # type: ignore[misc]
+    finally:
+        # After a failure (or an interrupt) what has not started is dropped; what
+        # runs is waited for, so no thread outlives the call.
+        pool.shutdown(wait=True, cancel_futures=True)
+    # Tasks start in order, so a cancelled one comes after every failed one: this
+    # raises the first failure in task order, never a CancelledError.
     return [future.result() for future in futures]
 
 
