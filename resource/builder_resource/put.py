@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import release as rel
-from .attesting import attachments_for, signer_for
+from .attesting import attachments_for, concourse, signer_for
 from .building import git
 from .building.builders import Builder
 from .building.cache import BuildCache
@@ -28,13 +28,9 @@ from .store import Store, open_store
 
 log = logging.getLogger(__name__)
 
-BUILD_ANNOTATIONS = {
-    "BUILD_TEAM_NAME": f"{rel.PREFIX}.build.team",
-    "BUILD_PIPELINE_NAME": f"{rel.PREFIX}.build.pipeline",
-    "BUILD_JOB_NAME": f"{rel.PREFIX}.build.job",
-    "BUILD_NAME": f"{rel.PREFIX}.build.name",
-    "BUILD_URL": f"{rel.PREFIX}.build.url",
-}
+#: What the index says of the Concourse build (``attesting.concourse``), as
+#: ``<prefix>.build.<key>`` annotations.
+BUILD_KEYS = ("team", "pipeline", "job", "name", "url")
 
 
 def run(payload: Any, sources: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -243,9 +239,6 @@ def _annotations(
     url = git.source_url(context)
     if url:
         out["org.opencontainers.image.source"] = url
-    for variable, key in BUILD_ANNOTATIONS.items():
-        if env.get(variable):
-            out[key] = env[variable]
-    if "BUILD_URL" not in env and env.get("ATC_EXTERNAL_URL") and env.get("BUILD_ID"):
-        out[BUILD_ANNOTATIONS["BUILD_URL"]] = f"{env['ATC_EXTERNAL_URL']}/builds/{env['BUILD_ID']}"
+    build = concourse(env)
+    out.update((f"{rel.PREFIX}.build.{key}", build[key]) for key in BUILD_KEYS if key in build)
     return out
